@@ -1,0 +1,201 @@
+"""Command line: parses arguments, loads the config and wires the stages together. No logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import Config, ConfigError, load_config
+
+log = logging.getLogger("sound-monitor")
+
+DEFAULT_CONFIG_PATHS = ("config.yaml", "/etc/sound-monitor/config.yaml")
+EXIT_CONFIG = 2
+
+
+def _default_config() -> str:
+    env = os.environ.get("SOUND_MONITOR_CONFIG")
+    if env:
+        return env
+    for candidate in DEFAULT_CONFIG_PATHS:
+        if Path(candidate).is_file():
+            return candidate
+    return DEFAULT_CONFIG_PATHS[0]
+
+
+def _print_json(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+def load(args: argparse.Namespace) -> Config:
+    """The config file with command-line overrides applied (raises ConfigError)."""
+    cfg = load_config(args.config)
+    updates: dict[str, Any] = {}
+    if getattr(args, "model", None):
+        updates["model"] = args.model
+    if getattr(args, "device", None) is not None:
+        dev = args.device
+        cfg.audio.device = int(dev) if dev.isdigit() else dev
+    return cfg.model_copy(update=updates) if updates else cfg
+
+
+def _install_signal_handlers(stop: threading.Event) -> None:
+    def handler(signum: int, frame: Any) -> None:
+        log.info("received %s", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def _run_monitor(cfg: Config, source_factory: Callable[[], Any], live: bool, scores: bool) -> int:
+    from .app import Monitor
+    from .scorer import ModelLoadError
+    from .types import Event, ScoredWindow
+
+    def on_scores(sw: ScoredWindow) -> None:
+        _print_json({
+            "kind": "scores",
+            "window_start": round(sw.start, 3),
+            "window_end": round(sw.end, 3),
+            "level_dbfs": round(sw.dbfs, 2),
+            "skipped": sw.skipped,
+            "scores": sw.scores,
+        })
+
+    def on_event(ev: Event) -> None:
+        _print_json({"kind": "event", **ev.to_json_dict()})
+
+    stop = threading.Event()
+    _install_signal_handlers(stop)
+    monitor = Monitor(cfg, source_factory, live=live, on_scores=on_scores if scores else None, on_event=on_event)
+    try:
+        return monitor.run(stop)
+    except ModelLoadError as exc:
+        log.error("%s", exc)
+        return 1
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Listen to the microphone until SIGTERM/SIGINT."""
+    from .capture import Capture, CaptureError
+
+    cfg = load(args)
+    a = cfg.audio
+
+    def open_capture() -> Capture:
+        cap = Capture(a.device, a.samplerate, a.channels, ring_seconds=a.window_seconds * 2 + 2)
+        cap.start()
+        return cap
+
+    try:
+        open_capture().stop()  # fail fast, before loading the model, on a missing device
+    except CaptureError as exc:
+        log.error("%s", exc)
+        return 1
+    return _run_monitor(cfg, open_capture, live=True, scores=args.scores)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Run the same pipeline over an audio file; print events (and scores) as JSON lines."""
+    from .audiofile import AudioFileError, FileSource
+
+    cfg = load(args)
+    try:
+        FileSource(args.file).stop()
+    except AudioFileError as exc:
+        log.error("%s", exc)
+        return 1
+    return _run_monitor(
+        cfg,
+        lambda: FileSource(args.file, realtime=args.realtime, blocksize=args.block_size),
+        live=False,
+        scores=args.scores,
+    )
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    """List input devices."""
+    from .capture import CaptureError, format_devices, list_input_devices
+
+    try:
+        print(format_devices(list_input_devices()))
+    except CaptureError as exc:
+        log.error("%s", exc)
+        return 1
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate a config file without loading the model."""
+    cfg = load_config(args.file)
+    labels = ", ".join(f"{lbl.name} ({cfg.label_threshold(lbl):g})" for lbl in cfg.labels)
+    print(f"{args.file}: OK — {len(cfg.labels)} label(s): {labels}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (all sub-commands)."""
+    parser = argparse.ArgumentParser(prog="sound-monitor", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"sound-monitor {__version__}")
+    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="override log_level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--config", "-c", default=_default_config(), help="config file (default: %(default)s)")
+        p.add_argument("--model", help="override model (hub id or folder)")
+        return p
+
+    p = with_config(sub.add_parser("run", help="listen to the microphone"))
+    p.add_argument("--device", help="override audio.device (index or name substring)")
+    p.add_argument("--scores", action="store_true", help="print one JSON line of scores per window")
+    p.set_defaults(func=cmd_run)
+
+    p = with_config(sub.add_parser("replay", help="run the pipeline over an audio file"))
+    p.add_argument("file", help="audio file (wav, flac, ogg, mp3; any rate and channel count)")
+    p.add_argument("--realtime", action="store_true", help="pace the file in real time")
+    p.add_argument("--scores", action="store_true", help="print one JSON line of scores per window")
+    p.add_argument("--block-size", type=int, default=None, help="samples per block read from the file")
+    p.add_argument("--device", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("devices", help="list audio input devices")
+    p.set_defaults(func=cmd_devices)
+
+    p = sub.add_parser("check-config", help="validate a config file (exit 2 if invalid)")
+    p.add_argument("file", nargs="?", default=_default_config())
+    p.set_defaults(func=cmd_check_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sound-monitor`` console script."""
+    from .service import setup_logging
+
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level or "INFO")
+    try:
+        if hasattr(args, "config") and args.command != "check-config" and not args.log_level:
+            # Config may raise the log level; load it once here only to read that (errors reported below).
+            try:
+                setup_logging(load_config(args.config).log_level)
+            except ConfigError:
+                pass
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"{exc.source}: invalid configuration:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130

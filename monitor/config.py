@@ -1,0 +1,339 @@
+"""Configuration: the schema, YAML loading and human-readable validation errors.
+
+The schema is a set of pydantic models that forbid unknown keys and bound every number, so a typo
+(``mqtt.prot``) or an impossible value (``threshold: 1.5``) is reported with its key path instead of
+being silently ignored. pydantic is used rather than hand-written checks because it reports every
+problem at once with its location, which is exactly what ``check-config`` needs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from annotated_types import Ge, Gt, Le, Lt
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+DEFAULT_MODEL = "laion/clap-htsat-unfused"
+DEFAULT_PROMPT_TEMPLATE = "This is a sound of {}."
+DEFAULT_BACKGROUND = ["silence", "speech", "music", "ambient noise"]
+MODEL_SAMPLE_RATE = 48_000
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; ``problems`` holds one ``key.path: message`` per issue."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+
+def slugify(name: str) -> str:
+    """Turn a label name into an MQTT/Home Assistant safe id: lower case, ``[a-z0-9_]`` only."""
+    slug = re.sub(r"[^a-z0-9]+", "_", name.strip().lower()).strip("_")
+    return slug or "label"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LabelConfig(_Strict):
+    """One sound to listen for."""
+
+    name: Annotated[str, Field(min_length=1, max_length=100)]
+    """Label name, used in events and topics (slugified there)."""
+    prompts: list[Annotated[str, Field(min_length=1)]] | None = None
+    """Texts describing the sound; each is formatted with ``prompt_template``. Default: ``[name]``."""
+    threshold: Annotated[float, Ge(0.0), Le(1.0)] | None = None
+    """Score above which a window counts as a hit. Default: ``detection.threshold``."""
+    enabled: bool = True
+    """A disabled label is still scored (it competes in the softmax) but never fires."""
+
+    @field_validator("name")
+    @classmethod
+    def _name_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value.strip()
+
+    @property
+    def slug(self) -> str:
+        """Id used in MQTT topics and Home Assistant unique ids."""
+        return slugify(self.name)
+
+
+class AudioConfig(_Strict):
+    """Where sound comes from and how it is cut into windows."""
+
+    device: str | int | None = None
+    """Input device: index, or a substring of its name; null = the system default input."""
+    samplerate: Annotated[int, Ge(8000), Le(384000)] | None = None
+    """Capture rate in Hz; null = the device's default rate. Resampled to 48 kHz for the model."""
+    channels: Annotated[int, Ge(1), Le(32)] | None = None
+    """Channels to open (downmixed to mono); null = 1 if the device allows it."""
+    window_seconds: Annotated[float, Gt(0.5), Le(10.0)] = 5.0
+    """Length of each scored window."""
+    hop_seconds: Annotated[float, Ge(0.1), Le(10.0)] = 1.0
+    """Time between the starts of consecutive windows."""
+    min_dbfs: Annotated[float, Ge(-120.0), Le(0.0)] | None = None
+    """Loudness gate: windows quieter than this (RMS dBFS) skip inference. null = score every window."""
+
+    @model_validator(mode="after")
+    def _hop_not_longer_than_window(self) -> AudioConfig:
+        if self.hop_seconds > self.window_seconds:
+            raise ValueError("hop_seconds must not exceed window_seconds")
+        return self
+
+
+class DetectionConfig(_Strict):
+    """Turning per-window scores into start/end events."""
+
+    threshold: Annotated[float, Ge(0.0), Le(1.0)] = 0.5
+    """Default score threshold for labels without their own."""
+    min_hits: Annotated[int, Ge(1), Le(100)] = 2
+    """Consecutive windows above threshold before an event starts."""
+    end_after_seconds: Annotated[float, Gt(0.0), Le(3600.0)] = 10.0
+    """An event ends once its label has not been heard for this long."""
+    cooldown_seconds: Annotated[float, Ge(0.0), Le(86400.0)] = 10.0
+    """After an event ends, the same label cannot start again for this long."""
+
+
+class ModelConfig(_Strict):
+    """How the model runs."""
+
+    threads: Annotated[int, Ge(1), Le(256)] | None = None
+    """torch intra-op threads; null = all cores."""
+    queue_size: Annotated[int, Ge(1), Le(1000)] = 4
+    """Windows waiting for inference; when full, the oldest is dropped (and counted)."""
+
+
+class MqttConfig(_Strict):
+    """Broker connection and topics. Without this section nothing is published."""
+
+    host: Annotated[str, Field(min_length=1)]
+    """Broker host name or address."""
+    port: Annotated[int, Ge(1), Le(65535)] = 1883
+    username: str | None = None
+    password: SecretStr | None = None
+    """Password in the file; prefer password_file or password_env."""
+    password_file: Path | None = None
+    """File whose first line is the password."""
+    password_env: Annotated[str, Field(min_length=1)] | None = None
+    """Environment variable holding the password."""
+    tls: bool = False
+    """Connect with TLS (system CA store unless ca_certs is set)."""
+    ca_certs: Path | None = None
+    client_id: str | None = None
+    """MQTT client id; null = sound-monitor-<hostname>."""
+    qos: Annotated[int, Ge(0), Le(2)] = 1
+    topic_prefix: Annotated[str, Field(min_length=1)] | None = None
+    """Root of all topics; null = sound-monitor/<hostname>."""
+    keepalive: Annotated[int, Ge(5), Le(3600)] = 30
+    max_pending: Annotated[int, Ge(1), Le(100000)] = 1000
+    """Messages held while disconnected; past this the oldest is dropped (and logged)."""
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> MqttConfig:
+        sources = [s for s in (self.password, self.password_file, self.password_env) if s is not None]
+        if len(sources) > 1:
+            raise ValueError("give only one of password, password_file, password_env")
+        return self
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _no_wildcards(cls, value: str | None) -> str | None:
+        if value is not None and any(c in value for c in "#+\0"):
+            raise ValueError("must not contain '#', '+' or NUL")
+        return value.rstrip("/") if value else value
+
+    def resolved_prefix(self) -> str:
+        """The topic prefix with its default filled in."""
+        return self.topic_prefix or f"sound-monitor/{node_name()}"
+
+    def resolved_client_id(self) -> str:
+        """The client id with its default filled in."""
+        return self.client_id or f"sound-monitor-{node_name()}"
+
+    def resolved_password(self) -> str | None:
+        """The password from whichever source is configured (never logged)."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None:
+            try:
+                text = self.password_file.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError("mqtt", [f"mqtt.password_file: cannot read {self.password_file}: {exc}"]) from exc
+            return text.splitlines()[0] if text else ""
+        if self.password_env is not None:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise ConfigError("mqtt", [f"mqtt.password_env: environment variable {self.password_env} is not set"])
+            return value
+        return None
+
+
+class Config(_Strict):
+    """The whole configuration file."""
+
+    model: Annotated[str, Field(min_length=1)] = DEFAULT_MODEL
+    """Hugging Face hub id or local folder of a CLAP checkpoint."""
+    labels: Annotated[list[LabelConfig], Field(min_length=1)]
+    """The sounds that fire events."""
+    background: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=lambda: list(DEFAULT_BACKGROUND))
+    """Labels that compete in the softmax but never fire (soaks up ordinary sounds)."""
+    prompt_template: str = DEFAULT_PROMPT_TEMPLATE
+    """Template each prompt is formatted with; must contain ``{}``."""
+    audio: AudioConfig = Field(default_factory=AudioConfig)
+    detection: DetectionConfig = Field(default_factory=DetectionConfig)
+    inference: ModelConfig = Field(default_factory=ModelConfig)
+    mqtt: MqttConfig | None = None
+    node: str | None = None
+    """Node name in events; null = the host name."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("prompt_template")
+    @classmethod
+    def _template_has_slot(cls, value: str) -> str:
+        if value.count("{}") != 1:
+            raise ValueError("must contain '{}' exactly once")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_labels(self) -> Config:
+        seen: dict[str, str] = {}
+        for label in self.labels:
+            if label.slug in seen:
+                raise ValueError(f"labels: '{label.name}' and '{seen[label.slug]}' have the same id '{label.slug}'")
+            seen[label.slug] = label.name
+        clash = {b.strip().lower() for b in self.background} & {lbl.name.lower() for lbl in self.labels}
+        if clash:
+            raise ValueError(f"background: {sorted(clash)} also listed in labels")
+        return self
+
+    def node_name(self) -> str:
+        """Name of this box in events and Home Assistant."""
+        return self.node or node_name()
+
+    def label_threshold(self, label: LabelConfig) -> float:
+        """The threshold that applies to ``label``."""
+        return label.threshold if label.threshold is not None else self.detection.threshold
+
+    def label_prompts(self, label: LabelConfig) -> list[str]:
+        """The formatted prompts for ``label``."""
+        return [self.prompt_template.format(p) for p in (label.prompts or [label.name])]
+
+
+def node_name() -> str:
+    """Host name, used in the default topic prefix and client id."""
+    return socket.gethostname().split(".")[0] or "sound-monitor"
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _field_bounds(loc: tuple[Any, ...]) -> tuple[Any, Any] | None:
+    """Find the (lower, upper) bounds declared on the field at ``loc``, for a friendlier message."""
+    model: Any = Config
+    info = None
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue
+        fields = getattr(model, "model_fields", None)
+        if not fields or part not in fields:
+            model = None
+            continue
+        info = fields[part]
+        model = _model_in(info.annotation)
+    if info is None:
+        return None
+    lo = hi = None
+    for meta in _all_metadata(info):
+        if isinstance(meta, (Ge, Gt)):
+            lo = meta.ge if isinstance(meta, Ge) else meta.gt
+        if isinstance(meta, (Le, Lt)):
+            hi = meta.le if isinstance(meta, Le) else meta.lt
+    return (lo, hi) if lo is not None and hi is not None else None
+
+
+def _all_metadata(info: Any) -> list[Any]:
+    metas = list(info.metadata)
+    for arg in getattr(info.annotation, "__args__", ()) or ():
+        metas.extend(getattr(arg, "__metadata__", ()))
+    return metas
+
+
+def _model_in(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _message(err: dict[str, Any]) -> str:
+    kind = err["type"]
+    loc = err["loc"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    if kind in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}:
+        bounds = _field_bounds(loc)
+        if bounds:
+            return f"must be between {bounds[0]:g} and {bounds[1]:g} (got {err.get('input')!r})"
+    msg = str(err["msg"])
+    return msg.removeprefix("Value error, ")
+
+
+def format_validation_error(exc: ValidationError) -> list[str]:
+    """One ``key.path: message`` line per problem, deduplicated across union branches."""
+    problems: list[str] = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in {"int", "str", "none"})))
+        line = f"{_format_loc(loc)}: {_message({**err, 'loc': loc})}"
+        if line not in problems:
+            problems.append(line)
+    return problems
+
+
+def parse_config(data: Any, source: str = "config") -> Config:
+    """Validate already-parsed YAML data; raise :class:`ConfigError` listing every problem."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(source, [f"(top level): must be a mapping of keys, got {type(data).__name__}"])
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, format_validation_error(exc)) from None
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a YAML config file (safe loading only)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(p), [f"cannot read file: {exc.strerror or exc}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(str(p), [f"(yaml): {where}{getattr(exc, 'problem', None) or exc}"]) from None
+    return parse_config(data, str(p))

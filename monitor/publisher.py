@@ -1,0 +1,201 @@
+"""MQTT publishing: availability with a Last Will, retained per-label state, JSON events.
+
+A broker that is down is normal (boot order, restarts): the client retries with backoff from the very
+first connect, the monitor keeps listening, and messages wait in a bounded outbox that is delivered
+in order once connected. When the outbox is full the oldest message is dropped and logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from .config import MqttConfig
+from .types import Event
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Message:
+    """One MQTT message waiting in the outbox."""
+
+    topic: str
+    payload: bytes
+    retain: bool
+    qos: int
+
+
+class MqttPublisher:
+    """Owns the paho client and the outbox; safe to call from any thread."""
+
+    def __init__(self, cfg: MqttConfig, on_message: Callable[[str, bytes], None] | None = None) -> None:
+        self.cfg = cfg
+        self.prefix = cfg.resolved_prefix()
+        self.availability_topic = f"{self.prefix}/availability"
+        self.events_topic = f"{self.prefix}/events"
+        self.qos = cfg.qos
+        self.connected = False
+        self.dropped = 0
+        self.published = 0
+        self._outbox: deque[Message] = deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._subscriptions: list[str] = []
+        self._on_message = on_message
+        self._on_connect_hooks: list[Callable[[], None]] = []
+        self._thread = threading.Thread(target=self._drain, name="mqtt-outbox", daemon=True)
+        self._last_error_log = 0.0
+
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.resolved_client_id(), clean_session=True)
+        if cfg.username is not None:
+            client.username_pw_set(cfg.username, cfg.resolved_password())
+        if cfg.tls:
+            client.tls_set(ca_certs=str(cfg.ca_certs) if cfg.ca_certs else None, cert_reqs=ssl.CERT_REQUIRED)
+        client.will_set(self.availability_topic, "offline", qos=1, retain=True)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.on_connect = self._handle_connect
+        client.on_disconnect = self._handle_disconnect
+        client.on_message = self._handle_message
+        client.on_connect_fail = self._handle_connect_fail
+        self.client = client
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Begin connecting in the background (never raises for an unreachable broker)."""
+        log.info("MQTT: connecting to %s:%d, topics under %s/", self.cfg.host, self.cfg.port, self.prefix)
+        self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive)
+        self.client.loop_start()  # its thread retries the first connection too
+        self._thread.start()
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """Deliver what is queued (up to ``timeout``), publish ``offline``, disconnect."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self._cond.wait_for(lambda: not self._outbox or not self.connected, max(0.0, deadline - time.monotonic()))
+            self._stopping = True
+            self._cond.notify_all()
+            left = len(self._outbox)
+        self._thread.join(max(0.1, deadline - time.monotonic()))
+        if left:
+            log.warning("MQTT: %d queued message(s) not delivered at shutdown", left)
+        if self.connected:
+            info = self.client.publish(self.availability_topic, "offline", qos=1, retain=True)
+            try:
+                info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+            except (RuntimeError, ValueError):
+                pass
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def subscribe(self, topic: str) -> None:
+        """Subscribe now and after every reconnect; messages go to ``on_message``."""
+        self._subscriptions.append(topic)
+        if self.connected:
+            self.client.subscribe(topic, qos=1)
+
+    def on_connect(self, hook: Callable[[], None]) -> None:
+        """Call ``hook`` (from the network thread) after every successful connect."""
+        self._on_connect_hooks.append(hook)
+
+    # --- publishing --------------------------------------------------------------------------------
+    def publish(self, topic: str, payload: str | bytes | dict[str, Any], retain: bool = False,
+                qos: int | None = None) -> None:
+        """Queue a message; the outbox thread sends it in order when connected."""
+        if isinstance(payload, dict):
+            payload = json.dumps(payload, separators=(",", ":"))
+        data = payload.encode() if isinstance(payload, str) else payload
+        msg = Message(topic, data, retain, self.qos if qos is None else qos)
+        with self._cond:
+            if len(self._outbox) >= self.cfg.max_pending:
+                old = self._outbox.popleft()
+                self.dropped += 1
+                log.warning("MQTT: outbox full (%d), dropped oldest message for %s", self.cfg.max_pending, old.topic)
+            self._outbox.append(msg)
+            self._cond.notify_all()
+
+    def publish_event(self, event: Event) -> None:
+        """Event JSON on ``<prefix>/events`` and the label's retained ON/OFF state."""
+        self.publish(self.events_topic, event.to_json_dict())
+        self.set_state(event.label_id, event.type == "start")
+
+    def set_state(self, label_id: str, on: bool) -> None:
+        """Retained ``ON``/``OFF`` on ``<prefix>/<label_id>/state``."""
+        self.publish(f"{self.prefix}/{label_id}/state", "ON" if on else "OFF", retain=True)
+
+    def pending(self) -> int:
+        """Messages waiting in the outbox."""
+        with self._cond:
+            return len(self._outbox)
+
+    # --- internals ---------------------------------------------------------------------------------
+    def _drain(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._stopping or (self.connected and self._outbox))
+                if self._stopping:
+                    return
+                msg = self._outbox[0]
+            info = self.client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
+            with self._cond:
+                if info.rc == mqtt.MQTT_ERR_SUCCESS:
+                    # qos>0 messages now belong to paho, which resends them after a reconnect.
+                    self._outbox.popleft()
+                    self.published += 1
+                    self._cond.notify_all()
+                else:
+                    # Not connected after all: keep the message first in line and wait for the reconnect.
+                    self.connected = False
+
+    def _handle_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            self._log_error(f"MQTT: broker {self.cfg.host}:{self.cfg.port} refused the connection: {reason}")
+            return
+        log.info("MQTT: connected to %s:%d", self.cfg.host, self.cfg.port)
+        client.publish(self.availability_topic, "online", qos=1, retain=True)
+        for topic in self._subscriptions:
+            client.subscribe(topic, qos=1)
+        for hook in self._on_connect_hooks:
+            try:
+                hook()
+            except Exception:
+                log.exception("MQTT on-connect hook failed")
+        with self._cond:
+            self.connected = True
+            self._cond.notify_all()
+
+    def _handle_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        self._log_error(
+            f"MQTT: cannot reach broker {self.cfg.host}:{self.cfg.port}; retrying with backoff, events are held"
+        )
+
+    def _handle_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        with self._cond:
+            was = self.connected
+            self.connected = False
+        if not self._stopping and was:
+            log.error("MQTT: lost connection to %s:%d (%s); reconnecting, events are held", self.cfg.host,
+                      self.cfg.port, reason)
+
+    def _handle_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if self._on_message is not None:
+            try:
+                self._on_message(message.topic, message.payload)
+            except Exception:
+                log.exception("MQTT: handling a message on %s failed", message.topic)
+
+    def _log_error(self, text: str) -> None:
+        now = time.monotonic()
+        if now - self._last_error_log > 30:
+            self._last_error_log = now
+            log.error("%s", text)

@@ -1,0 +1,154 @@
+"""The CLAP scorer: loads a checkpoint, encodes label prompts once, scores windows of audio.
+
+Scores are computed exactly as ``transformers.pipeline("zero-shot-audio-classification")`` does
+(softmax over ``logit_scale_a.exp() * cos(audio, text)``), but the text tower runs only when the label
+set changes, not per window. Once the prompts are encoded the text tower is freed: it is four times the
+size of the audio tower and would otherwise sit in memory for weeks doing nothing.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+
+class ModelLoadError(RuntimeError):
+    """The checkpoint cannot be loaded; the message names the model id or folder."""
+
+
+@dataclass(frozen=True)
+class LabelPrompts:
+    """A label and the prompt texts that describe it (already formatted with the template)."""
+
+    name: str
+    prompts: tuple[str, ...]
+
+
+def default_threads() -> int:
+    """torch threads for this box: every core the process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class ClapScorer:
+    """Zero-shot scores of 48 kHz windows against a set of labels."""
+
+    def __init__(self, model: str, threads: int | None = None, fast_features: bool = True) -> None:
+        from transformers import ClapModel, ClapProcessor
+
+        self.model_id = model
+        torch.set_num_threads(threads or default_threads())
+        t0 = time.monotonic()
+        try:
+            self.processor = ClapProcessor.from_pretrained(model)
+            self.model = ClapModel.from_pretrained(model).eval()
+        except Exception as exc:
+            hint = "" if Path(model).exists() else " (no such folder; a hub id needs network access or the HF cache)"
+            raise ModelLoadError(f"model '{model}': cannot load CLAP checkpoint{hint}: {exc}") from exc
+        self.feature_extractor = self.processor.feature_extractor
+        self.tokenizer = self.processor.tokenizer
+        self.sampling_rate = int(self.feature_extractor.sampling_rate)
+        self._fast = None
+        if fast_features:
+            try:
+                from .features import TorchClapFeatures
+
+                self._fast = TorchClapFeatures(self.feature_extractor)
+            except ImportError:
+                self._fast = None
+        self.logit_scale = self.model.logit_scale_a.detach().exp()
+        self.labels: list[str] = []
+        self._text: torch.Tensor | None = None
+        log.info("loaded %s in %.1f s", model, time.monotonic() - t0)
+
+    # --- text side -----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
+        """Unit-norm text embeddings, one row per prompt (runs the text tower)."""
+        text_model = getattr(self.model, "text_model", None)
+        if text_model is None:
+            return self._encode_with_reloaded_text_tower(prompts)
+        inputs = self.tokenizer(list(prompts), padding=True, return_tensors="pt")
+        return self.model.get_text_features(**inputs).pooler_output
+
+    def _encode_with_reloaded_text_tower(self, prompts: Sequence[str]) -> torch.Tensor:
+        # The text tower was freed after start-up; a new label at run time loads it for one encoding.
+        from transformers import ClapTextModelWithProjection
+
+        text = ClapTextModelWithProjection.from_pretrained(self.model_id).eval()
+        try:
+            inputs = self.tokenizer(list(prompts), padding=True, return_tensors="pt")
+            with torch.inference_mode():
+                return torch.nn.functional.normalize(text(**inputs).text_embeds, dim=-1)
+        finally:
+            del text
+            gc.collect()
+
+    def set_labels(self, labels: Sequence[LabelPrompts]) -> None:
+        """Encode every label's prompts; a label's embedding is the normalised mean of its prompts'."""
+        if not labels:
+            raise ValueError("at least one label is needed")
+        flat = [p for lbl in labels for p in lbl.prompts]
+        emb = self.encode_prompts(flat)
+        rows, i = [], 0
+        for lbl in labels:
+            n = len(lbl.prompts)
+            rows.append(emb[i] if n == 1 else torch.nn.functional.normalize(emb[i : i + n].mean(0), dim=-1))
+            i += n
+        self._text = torch.stack(rows)
+        self.labels = [lbl.name for lbl in labels]
+
+    def label_embeddings(self) -> dict[str, torch.Tensor]:
+        """Current label → text embedding (to extend the set without re-encoding the rest)."""
+        assert self._text is not None
+        return {name: self._text[i] for i, name in enumerate(self.labels)}
+
+    def set_label_embeddings(self, names: Sequence[str], embeddings: torch.Tensor) -> None:
+        """Install already-encoded label embeddings (rows unit-norm)."""
+        self._text = embeddings
+        self.labels = list(names)
+
+    def free_text_tower(self) -> None:
+        """Drop the text tower once prompts are encoded (saves ~500 MB on the real checkpoint)."""
+        for name in ("text_model", "text_projection"):
+            if getattr(self.model, name, None) is not None:
+                setattr(self.model, name, None)
+        gc.collect()
+
+    # --- audio side ----------------------------------------------------------------------------
+    def features(self, windows: np.ndarray) -> dict[str, torch.Tensor]:
+        """Model inputs for a batch of windows (batch, samples) at 48 kHz."""
+        if self._fast is not None and self._fast.supports(windows.shape[-1]):
+            return self._fast(windows)
+        return self.feature_extractor(
+            list(windows), sampling_rate=self.sampling_rate, return_tensors="pt"
+        )
+
+    @torch.inference_mode()
+    def audio_embeddings(self, windows: np.ndarray) -> torch.Tensor:
+        """Unit-norm audio embeddings, one row per window."""
+        inputs = self.features(np.asarray(windows, dtype=np.float32).reshape(len(windows), -1))
+        return self.model.get_audio_features(
+            input_features=inputs["input_features"], is_longer=inputs.get("is_longer")
+        ).pooler_output
+
+    @torch.inference_mode()
+    def score(self, windows: np.ndarray) -> np.ndarray:
+        """Softmax scores (batch, n_labels) over the current labels."""
+        if self._text is None:
+            raise RuntimeError("set_labels() first")
+        audio = self.audio_embeddings(windows)
+        logits = audio @ self._text.T * self.logit_scale
+        return logits.softmax(dim=-1).float().numpy()

@@ -1,0 +1,80 @@
+"""Small typed records that pass between the stages (capture → windows → scorer → detector → publisher)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+import numpy as np
+
+
+def utc_now_iso() -> str:
+    """Current time as UTC ISO 8601 with milliseconds and a ``Z`` suffix."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A window of 48 kHz mono audio, exactly ``window_seconds * 48000`` samples.
+
+    ``start``/``end`` are seconds on the stream clock (from the start of capture or of the file);
+    ``mono_end`` is ``time.monotonic()`` when the window was cut (live) or equal to ``end`` (replay),
+    the clock detection runs on.
+    """
+
+    index: int
+    start: float
+    end: float
+    samples: np.ndarray
+    mono_end: float
+    dbfs: float
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredWindow:
+    """A window's scores: label name → softmax score over all labels and background labels.
+
+    ``skipped`` is true when the loudness gate skipped inference (scores then empty).
+    """
+
+    index: int
+    start: float
+    end: float
+    mono_end: float
+    dbfs: float
+    scores: dict[str, float]
+    skipped: bool = False
+    inference_seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A detection start or end, as published on ``<prefix>/events``."""
+
+    type: Literal["start", "end"]
+    label: str
+    label_id: str
+    score: float
+    peak_score: float
+    timestamp: str
+    window_start: float
+    window_end: float
+    node: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """Payload fields, in a stable order."""
+        out: dict[str, Any] = {
+            "type": self.type,
+            "label": self.label,
+            "label_id": self.label_id,
+            "score": round(self.score, 6),
+            "peak_score": round(self.peak_score, 6),
+            "timestamp": self.timestamp,
+            "window_start": round(self.window_start, 3),
+            "window_end": round(self.window_end, 3),
+            "node": self.node,
+        }
+        out.update(self.extra)
+        return out

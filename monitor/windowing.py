@@ -1,0 +1,213 @@
+"""Windowing and resampling: a continuous stream at any rate in, fixed 48 kHz windows out.
+
+Resampling runs on the continuous stream with soxr's streaming resampler, never window by window:
+resampling each window on its own would put filter edge effects at every window boundary and make
+the output depend on where blocks happen to be cut. Windows are cut at fixed sample offsets of the
+resampled stream, so they (and their scores) do not depend on the block size the device delivers.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Protocol
+
+import numpy as np
+import soxr
+
+from .capture import CaptureError
+from .config import MODEL_SAMPLE_RATE
+from .queues import DropOldestQueue
+from .types import Window
+
+log = logging.getLogger(__name__)
+
+SILENCE_DBFS = -120.0
+
+
+def dbfs(samples: np.ndarray) -> float:
+    """RMS level of ``samples`` in dB relative to full scale (floored at -120 dB)."""
+    if samples.size == 0:
+        return SILENCE_DBFS
+    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+    return max(SILENCE_DBFS, 20.0 * math.log10(rms)) if rms > 0 else SILENCE_DBFS
+
+
+class StreamResampler:
+    """Resample a mono float32 stream delivered in blocks of any size to ``out_rate``.
+
+    At equal rates samples pass through untouched, so a 48 kHz file's windows are bit-identical to its samples.
+    """
+
+    def __init__(self, in_rate: int, out_rate: int = MODEL_SAMPLE_RATE, quality: str = "HQ") -> None:
+        self.in_rate = int(in_rate)
+        self.out_rate = int(out_rate)
+        self._stream = None if self.in_rate == self.out_rate else soxr.ResampleStream(
+            self.in_rate, self.out_rate, 1, dtype="float32", quality=quality
+        )
+
+    def process(self, block: np.ndarray, last: bool = False) -> np.ndarray:
+        """Resample the next block; ``last=True`` flushes the filter's tail."""
+        block = np.ascontiguousarray(block, dtype=np.float32).reshape(-1)
+        if self._stream is None:
+            return block
+        return self._stream.resample_chunk(block, last=last)
+
+
+class Windower:
+    """Cut a 48 kHz stream into windows of ``window`` samples every ``hop`` samples.
+
+    Owns a fixed buffer of ``window + hop`` samples; each emitted window is a fresh copy, so the
+    consumer may keep it while the buffer moves on.
+    """
+
+    def __init__(self, window_seconds: float, hop_seconds: float, rate: int = MODEL_SAMPLE_RATE) -> None:
+        self.rate = rate
+        self.window = round(window_seconds * rate)
+        self.hop = round(hop_seconds * rate)
+        if not 0 < self.hop <= self.window:
+            raise ValueError("hop must be positive and not longer than the window")
+        self._buf = np.zeros(self.window + self.hop, dtype=np.float32)
+        self._filled = 0
+        self._buf_start = 0  # stream sample index of _buf[0]
+        self._index = 0
+
+    @property
+    def samples_seen(self) -> int:
+        """Total samples pushed so far."""
+        return self._buf_start + self._filled
+
+    def push(self, samples: np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:
+        """Feed samples; yield ``(index, start_sample, window_samples)`` for every window completed."""
+        pos = 0
+        n_total = len(samples)
+        while pos < n_total:
+            n = min(n_total - pos, len(self._buf) - self._filled)
+            self._buf[self._filled : self._filled + n] = samples[pos : pos + n]
+            self._filled += n
+            pos += n
+            while self._filled >= self.window:
+                yield self._index, self._buf_start, self._buf[: self.window].copy()
+                self._index += 1
+                # Slide by one hop; numpy handles the overlapping copy correctly.
+                self._buf[: self._filled - self.hop] = self._buf[self.hop : self._filled]
+                self._filled -= self.hop
+                self._buf_start += self.hop
+
+
+class AudioSource(Protocol):
+    """A stream of mono float32 blocks: a microphone (:class:`monitor.capture.Capture`) or a file."""
+
+    rate: int
+    lossless: bool  # True: never drop windows (file replay); False: drop the oldest when behind (live)
+
+    def read(self, timeout: float = 0.5) -> np.ndarray | None:
+        """Next samples (possibly empty), None at the end of the stream."""
+        ...
+
+    def stop(self) -> None:
+        """Release the device or file."""
+        ...
+
+
+class WindowStage:
+    """The windowing thread: reads a source, resamples, cuts windows, queues them for inference.
+
+    A live source that fails (USB microphone unplugged) is reopened through ``reopen`` with backoff;
+    while it is gone no windows flow, so the watchdog and ``/healthz`` report the stall.
+    """
+
+    def __init__(
+        self,
+        source: AudioSource,
+        windows: DropOldestQueue[Window],
+        window_seconds: float,
+        hop_seconds: float,
+        reopen: Callable[[], AudioSource] | None = None,
+        live: bool = True,
+    ) -> None:
+        self.source = source
+        self.windows = windows
+        self.window_seconds = window_seconds
+        self.hop_seconds = hop_seconds
+        self.reopen = reopen
+        self.live = live
+        self.error: BaseException | None = None
+        self.last_progress = time.monotonic()
+        self.samples_in = 0
+        self.source_failures = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="windowing", daemon=True)
+        self._windower = Windower(window_seconds, hop_seconds)
+        self._resampler = StreamResampler(source.rate)
+
+    def start(self) -> None:
+        """Start the thread."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the thread to finish (it closes the window queue)."""
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the thread; True if it finished."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _emit(self, samples: np.ndarray) -> None:
+        w = self._windower
+        for index, start, win in w.push(samples):
+            t = start / w.rate
+            window = Window(
+                index=index,
+                start=t,
+                end=t + w.window / w.rate,
+                samples=win,
+                mono_end=time.monotonic() if self.live else t + w.window / w.rate,
+                dbfs=dbfs(win),
+            )
+            self.windows.put(window, block=self.source.lossless)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    block = self.source.read(0.5)
+                except CaptureError as exc:
+                    if self.reopen is None:
+                        raise
+                    self._recover(exc)
+                    continue
+                if block is None:
+                    self._emit(self._resampler.process(np.zeros(0, np.float32), last=True))
+                    break
+                self.last_progress = time.monotonic()
+                if block.size:
+                    self.samples_in += block.size
+                    self._emit(self._resampler.process(block))
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which exits non-zero
+            self.error = exc
+            log.error("%s", exc)
+        finally:
+            self.source.stop()
+            self.windows.close()
+
+    def _recover(self, exc: CaptureError) -> None:
+        self.source_failures += 1
+        log.error("%s; reopening the input device", exc)
+        self.source.stop()
+        delay = 1.0
+        while not self._stop.is_set():
+            try:
+                assert self.reopen is not None
+                self.source = self.reopen()
+                self._resampler = StreamResampler(self.source.rate)
+                log.warning("audio input is back")
+                return
+            except CaptureError as err:
+                log.error("%s; retrying in %.0f s", err, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 30.0)
