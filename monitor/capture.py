@@ -182,6 +182,8 @@ class RingBuffer:
 class Capture:
     """An open input device: ``start()``, then ``read()`` new mono samples at ``rate`` from another thread."""
 
+    lossless = False  # live audio: when inference falls behind, drop the oldest window, never block capture
+
     def __init__(
         self,
         device: str | int | None = None,

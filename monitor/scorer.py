@@ -47,6 +47,9 @@ class ClapScorer:
 
     def __init__(self, model: str, threads: int | None = None, fast_features: bool = True) -> None:
         from transformers import ClapModel, ClapProcessor
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # progress bars are noise in the journal
 
         self.model_id = model
         torch.set_num_threads(threads or default_threads())

@@ -1,0 +1,66 @@
+"""Running the real `sound-monitor` command in a subprocess and watching its output as it runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+
+class MonitorProcess:
+    """``python -m monitor ARGS`` with stdout JSON lines and stderr lines collected by reader threads."""
+
+    def __init__(self, args: Sequence[str], env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "monitor", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        self.lines: list[dict[str, Any]] = []
+        self.log: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.proc.stdout, True), daemon=True),
+            threading.Thread(target=self._read, args=(self.proc.stderr, False), daemon=True),
+        ]
+        for t in self._readers:
+            t.start()
+
+    def _read(self, stream: Any, is_json: bool) -> None:
+        for line in stream:
+            if is_json and line.strip():
+                self.lines.append(json.loads(line))
+            elif not is_json:
+                self.log.append(line.rstrip("\n"))
+
+    def events(self, type_: str | None = None) -> list[dict[str, Any]]:
+        """Event lines printed so far."""
+        return [ln for ln in self.lines if ln["kind"] == "event" and (type_ is None or ln["type"] == type_)]
+
+    def stderr(self) -> str:
+        """Everything logged so far."""
+        return "\n".join(self.log)
+
+    def wait(self, timeout: float) -> int:
+        """Exit code (raises subprocess.TimeoutExpired)."""
+        code = self.proc.wait(timeout)
+        for t in self._readers:
+            t.join(5)
+        return code
+
+    def kill(self) -> None:
+        """Kill it if still running (test teardown)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def __enter__(self) -> MonitorProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
