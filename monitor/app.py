@@ -6,6 +6,8 @@ Each stage runs on its own thread and owns its own state; they talk only through
                   ─▶ DropOldestQueue[ScoredWindow] ─▶ Monitor.run (this thread: Detector, publishing)
 
 The factory methods (``make_scorer``, ``make_publisher``) are the seams where a caller swaps a part.
+Extensions (Home Assistant discovery, metrics, clips...) attach through the listener lists and the
+``on_started``/``on_stopping`` hooks, and change state owned by this thread through ``call_soon``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+
+import numpy as np
 
 from .config import Config
 from .detection import Detector, LabelRule
@@ -58,9 +62,16 @@ class Monitor:
         self.cfg = cfg
         self.live = live
         self.source_factory = source_factory
-        self.on_scores = on_scores
-        self.on_event = on_event
         self.scorer = scorer
+        # Called on this (the main) thread for every scored window / event, in order.
+        self.window_listeners: list[Callable[[ScoredWindow], None]] = [on_scores] if on_scores else []
+        self.event_listeners: list[Callable[[Event], None]] = [on_event] if on_event else []
+        # Called on the windowing thread with (first sample index, 48 kHz samples) of the resampled stream.
+        self.audio_taps: list[Callable[[int, np.ndarray], None]] = []
+        # Called once every stage exists (before audio flows) and when shutdown begins.
+        self.on_started: list[Callable[[Monitor], None]] = []
+        self.on_stopping: list[Callable[[Monitor], None]] = []
+        self._calls: DropOldestQueue[Callable[[], None]] = DropOldestQueue(1000)
         self.publisher: MqttPublisher | None = None
         self.detector = Detector(
             detection_rules(cfg),
@@ -86,6 +97,10 @@ class Monitor:
     def make_publisher(self) -> MqttPublisher | None:
         """The MQTT publisher, or None when the config has no ``mqtt`` section."""
         return MqttPublisher(self.cfg.mqtt) if self.cfg.mqtt is not None else None
+
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the main thread (the owner of the detector and the listeners), from any thread."""
+        self._calls.put(fn, block=True, timeout=5)
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def _window_dropped(self, window: Window) -> None:
@@ -127,8 +142,14 @@ class Monitor:
             self.cfg.audio.hop_seconds,
             reopen=self.source_factory if self.live else None,
             live=self.live,
+            taps=self.audio_taps,
         )
-        self.worker = InferenceWorker(self.scorer, self.windows, self.results, min_dbfs=self.cfg.audio.min_dbfs)
+        self.worker = InferenceWorker(
+            self.scorer, self.windows, self.results, min_dbfs=self.cfg.audio.min_dbfs,
+            max_batch=self.cfg.inference.max_batch,
+        )
+        for hook in self.on_started:
+            hook(self)
         self.worker.start()
         self.stage.start()
         notify("READY=1")
@@ -145,9 +166,12 @@ class Monitor:
         clock = 0.0  # replay: the stream clock (end of the latest window)
         stop_deadline: float | None = None
         while True:
+            self._run_calls()
             if stop.is_set() and stop_deadline is None:
                 log.info("stopping")
                 notify("STOPPING=1")
+                for hook in self.on_stopping:
+                    hook(self)
                 stop_deadline = time.monotonic() + SHUTDOWN_SECONDS / 2
                 self.stage.stop()
             if stop_deadline is not None and time.monotonic() > stop_deadline:
@@ -172,16 +196,30 @@ class Monitor:
             return 1
         return 0
 
+    def _run_calls(self) -> None:
+        while True:
+            fn = self._calls.get(timeout=0)
+            if fn is None:
+                return
+            try:
+                fn()
+            except Exception:  # a failing extension must not stop the monitor
+                log.exception("deferred call failed")
+
     def _handle(self, scored: ScoredWindow, now: float) -> None:
-        if self.on_scores is not None:
-            self.on_scores(scored)
+        for listener in self.window_listeners:
+            listener(scored)
         self._emit(self.detector.update(scored, now))
+
+    def emit(self, events: list[Event]) -> None:
+        """Log, hand to the listeners and publish events (main thread)."""
+        self._emit(events)
 
     def _emit(self, events: list[Event]) -> None:
         for event in events:
             log.info("%s %s (score %.3f, peak %.3f)", event.type, event.label, event.score, event.peak_score)
-            if self.on_event is not None:
-                self.on_event(event)
+            for listener in self.event_listeners:
+                listener(event)
             if self.publisher is not None:
                 self.publisher.publish_event(event)
 

@@ -83,11 +83,20 @@ class AudioConfig(_Strict):
     """Time between the starts of consecutive windows."""
     min_dbfs: Annotated[float, Ge(-120.0), Le(0.0)] | None = None
     """Loudness gate: windows quieter than this (RMS dBFS) skip inference. null = score every window."""
+    idle_hop_seconds: Annotated[float, Ge(0.1), Le(60.0)] | None = None
+    """Adaptive hop: while every label is far below its threshold, score only every this many seconds;
+    null = always score at ``hop_seconds``. Must be a multiple of ``hop_seconds``."""
+    adaptive_margin: Annotated[float, Ge(0.0), Le(1.0)] = 0.2
+    """Adaptive hop: a label within this distance of its threshold switches back to the fine hop."""
 
     @model_validator(mode="after")
     def _hop_not_longer_than_window(self) -> AudioConfig:
         if self.hop_seconds > self.window_seconds:
             raise ValueError("hop_seconds must not exceed window_seconds")
+        if self.idle_hop_seconds is not None:
+            ratio = self.idle_hop_seconds / self.hop_seconds
+            if ratio < 1 or abs(ratio - round(ratio)) > 1e-6:
+                raise ValueError("idle_hop_seconds must be a whole multiple of hop_seconds")
         return self
 
 
@@ -111,6 +120,10 @@ class ModelConfig(_Strict):
     """torch intra-op threads; null = all cores."""
     queue_size: Annotated[int, Ge(1), Le(1000)] = 4
     """Windows waiting for inference; when full, the oldest is dropped (and counted)."""
+    max_batch: Annotated[int, Ge(1), Le(64)] = 4
+    """Windows scored together when several are pending (cheaper per window than one by one)."""
+    precision: Literal["fp32", "bf16", "int8"] = "fp32"
+    """Audio tower precision: fp32 (reference), bf16 (CPUs with AVX512-BF16/AMX), int8 (dynamic quantization)."""
 
 
 class MqttConfig(_Strict):
@@ -137,6 +150,12 @@ class MqttConfig(_Strict):
     keepalive: Annotated[int, Ge(5), Le(3600)] = 30
     max_pending: Annotated[int, Ge(1), Le(100000)] = 1000
     """Messages held while disconnected; past this the oldest is dropped (and logged)."""
+    publish_level: bool = True
+    """Publish each window's level (dBFS) on ``<prefix>/level``."""
+    publish_scores: bool = False
+    """Publish each window's top scores as JSON on ``<prefix>/scores`` (for tuning thresholds)."""
+    scores_top_n: Annotated[int, Ge(1), Le(100)] = 5
+    """How many labels ``<prefix>/scores`` carries (highest first)."""
 
     @model_validator(mode="after")
     def _one_password_source(self) -> MqttConfig:
@@ -178,6 +197,39 @@ class MqttConfig(_Strict):
         return None
 
 
+class HomeAssistantConfig(_Strict):
+    """Home Assistant MQTT discovery."""
+
+    discovery: bool = True
+    """Publish retained discovery configs (only when ``mqtt`` is configured)."""
+    discovery_prefix: Annotated[str, Field(min_length=1)] = "homeassistant"
+    """Home Assistant's discovery prefix; it announces itself on ``<discovery_prefix>/status``."""
+
+
+class MetricsConfig(_Strict):
+    """Prometheus metrics and health endpoint."""
+
+    port: Annotated[int, Ge(1), Le(65535)] | None = None
+    """Serve ``/metrics`` and ``/healthz`` on this port; null = off."""
+    bind: str = "0.0.0.0"
+    """Address to listen on (127.0.0.1 keeps it local)."""
+
+
+class ClipsConfig(_Strict):
+    """Audio clips written around event starts. Audio never leaves the box unless you configure it."""
+
+    enabled: bool = False
+    folder: Path = Path("/var/lib/sound-monitor/clips")
+    """Where clips are written (created if missing)."""
+    pre_roll_seconds: Annotated[float, Ge(0.0), Le(30.0)] = 5.0
+    """Audio kept from before the start of the event's first window."""
+    post_roll_seconds: Annotated[float, Ge(0.0), Le(60.0)] = 5.0
+    """Audio recorded after the event start."""
+    format: Literal["flac", "wav"] = "flac"
+    max_total_mb: Annotated[float, Gt(0.0), Le(1_000_000.0)] = 500.0
+    """Bound on the folder's total size; the oldest clips are deleted first."""
+
+
 class Config(_Strict):
     """The whole configuration file."""
 
@@ -193,6 +245,9 @@ class Config(_Strict):
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
     inference: ModelConfig = Field(default_factory=ModelConfig)
     mqtt: MqttConfig | None = None
+    home_assistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    clips: ClipsConfig = Field(default_factory=ClipsConfig)
     node: str | None = None
     """Node name in events; null = the host name."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -128,6 +128,7 @@ class WindowStage:
         hop_seconds: float,
         reopen: Callable[[], AudioSource] | None = None,
         live: bool = True,
+        taps: list[Callable[[int, np.ndarray], None]] | None = None,
     ) -> None:
         self.source = source
         self.windows = windows
@@ -135,6 +136,7 @@ class WindowStage:
         self.hop_seconds = hop_seconds
         self.reopen = reopen
         self.live = live
+        self.taps = taps if taps is not None else []
         self.error: BaseException | None = None
         self.last_progress = time.monotonic()
         self.samples_in = 0
@@ -159,6 +161,8 @@ class WindowStage:
 
     def _emit(self, samples: np.ndarray) -> None:
         w = self._windower
+        for tap in self.taps:
+            tap(w.samples_seen, samples)
         for index, start, win in w.push(samples):
             t = start / w.rate
             window = Window(
