@@ -74,7 +74,8 @@ def test_replay_scores_match_pipeline_and_event_reaches_broker(
         events = [ln for ln in lines if ln["kind"] == "event"]
         starts = [e for e in events if e["type"] == "start" and e["label"] == "dog barking"]
         assert starts and starts[0]["window_start"] == 0 and starts[0]["window_end"] == 5
-        msg = sub.wait_for(f"{PREFIX}/events", lambda m: (m.json()["type"], m.json()["label"]) == ("start", "dog barking"))
+        dog_start = ("start", "dog barking")
+        msg = sub.wait_for(f"{PREFIX}/events", lambda m: (m.json()["type"], m.json()["label"]) == dog_start)
         body = msg.json()
         for key in ("type", "label", "score", "peak_score", "timestamp", "window_start", "window_end", "node"):
             assert key in body
