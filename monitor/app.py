@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .adaptive import AdaptiveHop
 from .config import Config
 from .detection import Detector, LabelRule
 from .publisher import MqttPublisher
@@ -45,6 +46,11 @@ def scorer_labels(cfg: Config) -> list[LabelPrompts]:
 def detection_rules(cfg: Config) -> list[LabelRule]:
     """Detector rules for the configured (non-background) labels."""
     return [LabelRule(lbl.name, lbl.slug, cfg.label_threshold(lbl), lbl.enabled) for lbl in cfg.labels]
+
+
+def adaptive_thresholds(rules: list[LabelRule]) -> dict[str, float]:
+    """Thresholds the adaptive hop watches: labels that can fire."""
+    return {r.name: r.threshold for r in rules if r.enabled}
 
 
 class Monitor:
@@ -89,10 +95,23 @@ class Monitor:
     # --- factories (seams) -------------------------------------------------------------------------
     def make_scorer(self) -> ClapScorer:
         """Load the model and encode the labels (the slow part of start-up)."""
-        scorer = ClapScorer(self.cfg.model, threads=self.cfg.inference.threads)
+        inf = self.cfg.inference
+        scorer = ClapScorer(self.cfg.model, threads=inf.threads, precision=inf.precision)
         scorer.set_labels(scorer_labels(self.cfg))
         scorer.free_text_tower()
         return scorer
+
+    def make_adaptive(self) -> AdaptiveHop | None:
+        """The adaptive-hop policy, or None when ``audio.idle_hop_seconds`` is not set."""
+        a = self.cfg.audio
+        if a.idle_hop_seconds is None:
+            return None
+        return AdaptiveHop(
+            stride=round(a.idle_hop_seconds / a.hop_seconds),
+            margin=a.adaptive_margin,
+            hold=max(1, round(a.window_seconds / a.hop_seconds)),
+            thresholds=adaptive_thresholds(self.detector.rules),
+        )
 
     def make_publisher(self) -> MqttPublisher | None:
         """The MQTT publisher, or None when the config has no ``mqtt`` section."""
@@ -146,7 +165,7 @@ class Monitor:
         )
         self.worker = InferenceWorker(
             self.scorer, self.windows, self.results, min_dbfs=self.cfg.audio.min_dbfs,
-            max_batch=self.cfg.inference.max_batch,
+            max_batch=self.cfg.inference.max_batch, adaptive=self.make_adaptive(),
         )
         for hook in self.on_started:
             hook(self)

@@ -34,6 +34,14 @@ class LabelPrompts:
     prompts: tuple[str, ...]
 
 
+def bf16_supported() -> bool:
+    """Whether this CPU runs bf16 matrix products natively (AVX512-BF16 or AMX); emulated bf16 is slower than fp32."""
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # older torch
+        return False
+
+
 def default_threads() -> int:
     """torch threads for this box: every core the process may use."""
     try:
@@ -45,7 +53,9 @@ def default_threads() -> int:
 class ClapScorer:
     """Zero-shot scores of 48 kHz windows against a set of labels."""
 
-    def __init__(self, model: str, threads: int | None = None, fast_features: bool = True) -> None:
+    def __init__(
+        self, model: str, threads: int | None = None, fast_features: bool = True, precision: str = "fp32"
+    ) -> None:
         from transformers import ClapModel, ClapProcessor
         from transformers.utils import logging as hf_logging
 
@@ -72,9 +82,38 @@ class ClapScorer:
             except ImportError:
                 self._fast = None
         self.logit_scale = self.model.logit_scale_a.detach().exp()
+        self.precision = precision
+        self._autocast = False
+        self._set_precision(precision)
         self.labels: list[str] = []
         self._text: torch.Tensor | None = None
         log.info("loaded %s in %.1f s", model, time.monotonic() - t0)
+
+    def _set_precision(self, precision: str) -> None:
+        if precision == "fp32":
+            return
+        if precision == "bf16":
+            if not bf16_supported():
+                raise ModelLoadError(
+                    "inference.precision: bf16 needs a CPU with AVX512-BF16 or AMX, which this one lacks "
+                    "(bf16 would be emulated and slower than fp32); use fp32 or int8"
+                )
+            self._autocast = True
+            return
+        if precision == "int8":
+            engines = torch.backends.quantized.supported_engines
+            if not any(e in engines for e in ("x86", "fbgemm", "qnnpack")):
+                raise ModelLoadError(f"inference.precision: int8 needs a quantized engine; this torch has {engines}")
+            # Dynamic quantization: Linear weights stored as int8, activations quantized on the fly. The
+            # audio tower's convolutions stay fp32 (they are a small part of its cost).
+            self.model.audio_model = torch.ao.quantization.quantize_dynamic(
+                self.model.audio_model, {torch.nn.Linear}, dtype=torch.qint8
+            )
+            self.model.audio_projection = torch.ao.quantization.quantize_dynamic(
+                self.model.audio_projection, {torch.nn.Linear}, dtype=torch.qint8
+            )
+            return
+        raise ModelLoadError(f"inference.precision: unknown precision {precision!r}")
 
     # --- text side -----------------------------------------------------------------------------
     @torch.inference_mode()
@@ -143,9 +182,11 @@ class ClapScorer:
     def audio_embeddings(self, windows: np.ndarray) -> torch.Tensor:
         """Unit-norm audio embeddings, one row per window."""
         inputs = self.features(np.asarray(windows, dtype=np.float32).reshape(len(windows), -1))
-        return self.model.get_audio_features(
-            input_features=inputs["input_features"], is_longer=inputs.get("is_longer")
-        ).pooler_output
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._autocast):
+            out = self.model.get_audio_features(
+                input_features=inputs["input_features"], is_longer=inputs.get("is_longer")
+            ).pooler_output
+        return torch.nn.functional.normalize(out.float(), dim=-1)
 
     @torch.inference_mode()
     def score(self, windows: np.ndarray) -> np.ndarray:

@@ -35,7 +35,8 @@ class Window:
 class ScoredWindow:
     """A window's scores: label name → softmax score over all labels and background labels.
 
-    ``skipped`` is true when the loudness gate skipped inference (scores then empty).
+    ``skipped`` names why a window was not scored (scores then empty): ``"gate"`` (quieter than
+    ``audio.min_dbfs``) or ``"idle"`` (adaptive hop while all labels are far below threshold); "" if scored.
     """
 
     index: int
@@ -44,7 +45,7 @@ class ScoredWindow:
     mono_end: float
     dbfs: float
     scores: dict[str, float]
-    skipped: bool = False
+    skipped: str = ""
     inference_seconds: float = 0.0
 
 

@@ -15,6 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
+from .adaptive import AdaptiveHop
 from .queues import Closed, DropOldestQueue
 from .types import ScoredWindow, Window
 
@@ -41,14 +42,17 @@ class InferenceWorker:
         results: DropOldestQueue[ScoredWindow],
         min_dbfs: float | None = None,
         max_batch: int = 4,
+        adaptive: AdaptiveHop | None = None,
     ) -> None:
         self.scorer = scorer
         self.windows = windows
         self.results = results
         self.min_dbfs = min_dbfs
         self.max_batch = max_batch
+        self.adaptive = adaptive
         self.scored = 0
-        self.skipped = 0
+        self.skipped = 0  # by the loudness gate
+        self.idle_skipped = 0  # by the adaptive hop
         self.errors = 0
         self.busy_since: float | None = None
         self.last_progress = time.monotonic()
@@ -102,34 +106,45 @@ class InferenceWorker:
             if batch:
                 self._process(batch)
 
+    def _skip_reason(self, window: Window) -> str:
+        if self.min_dbfs is not None and window.dbfs < self.min_dbfs:
+            return "gate"
+        if self.adaptive is not None and not self.adaptive.should_score(window.index):
+            return "idle"
+        return ""
+
     def _process(self, batch: Sequence[Window]) -> None:
-        loud = [w for w in batch if self.min_dbfs is None or w.dbfs >= self.min_dbfs]
+        reasons = {w.index: self._skip_reason(w) for w in batch}
+        todo = [w for w in batch if not reasons[w.index]]
         scores: dict[int, dict[str, float]] = {}
         elapsed = 0.0
-        if loud:
+        if todo:
             t0 = time.monotonic()
             self.busy_since = t0
             try:
-                matrix = self.scorer.score(np.stack([w.samples for w in loud]))
-            except Exception:
+                matrix = self.scorer.score(np.stack([w.samples for w in todo]))
+            except Exception:  # keep listening; the error is logged loudly
                 self.errors += 1
-                log.exception("inference failed on %d window(s); they are dropped", len(loud))
+                log.exception("inference failed on %d window(s); they are dropped", len(todo))
                 matrix = None
             finally:
                 self.busy_since = None
             elapsed = time.monotonic() - t0
             if matrix is not None:
                 names = self.scorer.labels
-                for w, row in zip(loud, matrix, strict=False):
-                    scores[w.index] = {n: float(s) for n, s in zip(names, row, strict=False)}
+                for w, row in zip(todo, matrix, strict=True):
+                    scores[w.index] = {n: float(s) for n, s in zip(names, row, strict=True)}
                 if self.on_inference is not None:
-                    self.on_inference(elapsed, len(loud))
+                    self.on_inference(elapsed, len(todo))
         for w in batch:
-            skipped = w.index not in scores
-            if skipped and (self.min_dbfs is None or w.dbfs >= self.min_dbfs):
+            reason = reasons[w.index]
+            if not reason and w.index not in scores:
                 continue  # failed inference: nothing to report
-            self.skipped += skipped
-            self.scored += not skipped
+            if self.adaptive is not None and reason != "idle":
+                self.adaptive.observe(scores.get(w.index))
+            self.scored += not reason
+            self.skipped += reason == "gate"
+            self.idle_skipped += reason == "idle"
             self.results.put(
                 ScoredWindow(
                     index=w.index,
@@ -138,8 +153,8 @@ class InferenceWorker:
                     mono_end=w.mono_end,
                     dbfs=w.dbfs,
                     scores=scores.get(w.index, {}),
-                    skipped=skipped,
-                    inference_seconds=elapsed / max(1, len(loud)),
+                    skipped=reason,
+                    inference_seconds=elapsed / max(1, len(todo)),
                 ),
                 block=True,
             )
