@@ -12,6 +12,7 @@ import gc
 import logging
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,12 +107,13 @@ class ClapScorer:
                 raise ModelLoadError(f"inference.precision: int8 needs a quantized engine; this torch has {engines}")
             # Dynamic quantization: Linear weights stored as int8, activations quantized on the fly. The
             # audio tower's convolutions stay fp32 (they are a small part of its cost).
-            self.model.audio_model = torch.ao.quantization.quantize_dynamic(
-                self.model.audio_model, {torch.nn.Linear}, dtype=torch.qint8
-            )
-            self.model.audio_projection = torch.ao.quantization.quantize_dynamic(
-                self.model.audio_projection, {torch.nn.Linear}, dtype=torch.qint8
-            )
+            with warnings.catch_warnings():  # torch.ao.quantization warns it will move to torchao
+                warnings.simplefilter("ignore", DeprecationWarning)
+                for name in ("audio_model", "audio_projection"):
+                    module = getattr(self.model, name)
+                    setattr(self.model, name, torch.ao.quantization.quantize_dynamic(
+                        module, {torch.nn.Linear}, dtype=torch.qint8
+                    ))
             return
         raise ModelLoadError(f"inference.precision: unknown precision {precision!r}")
 
