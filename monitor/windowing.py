@@ -141,6 +141,8 @@ class WindowStage:
         self.last_progress = time.monotonic()
         self.samples_in = 0
         self.source_failures = 0
+        self._reported_overruns = 0
+        self._last_overrun_log = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="windowing", daemon=True)
         self._windower = Windower(window_seconds, hop_seconds)
@@ -189,6 +191,7 @@ class WindowStage:
                     self._emit(self._resampler.process(np.zeros(0, np.float32), last=True))
                     break
                 self.last_progress = time.monotonic()
+                self._report_overruns()
                 if block.size:
                     self.samples_in += block.size
                     self._emit(self._resampler.process(block))
@@ -198,6 +201,21 @@ class WindowStage:
         finally:
             self.source.stop()
             self.windows.close()
+
+    def _report_overruns(self) -> None:
+        # Counted in the audio callback / ring buffer; logged here, at most every 10 s.
+        ring = getattr(self.source, "ring", None)
+        if ring is None:
+            return
+        count = ring.overruns + getattr(self.source, "input_overflows", 0)
+        now = time.monotonic()
+        if count > self._reported_overruns and now - self._last_overrun_log >= 10.0:
+            log.warning(
+                "audio overrun: %d so far (%d samples lost to a slow consumer, %d device input overflows)",
+                count, ring.lost_samples, getattr(self.source, "input_overflows", 0),
+            )
+            self._reported_overruns = count
+            self._last_overrun_log = now
 
     def _recover(self, exc: CaptureError) -> None:
         self.source_failures += 1
