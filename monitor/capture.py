@@ -48,6 +48,17 @@ class InputDevice:
     default_samplerate: float
 
 
+def rescan_devices() -> None:
+    """Make PortAudio enumerate devices again (it lists them only when initialised): a USB microphone
+    plugged back in is invisible until then. Only call with no stream open."""
+    sd = _sd()
+    try:
+        sd._terminate()
+        sd._initialize()
+    except Exception as exc:  # noqa: BLE001 - private API; worst case the old device list stays
+        log.debug("PortAudio rescan failed: %s", exc)
+
+
 def list_input_devices() -> list[InputDevice]:
     """All devices with at least one input channel."""
     sd = _sd()

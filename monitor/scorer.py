@@ -58,6 +58,12 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _mean_direction(rows: torch.Tensor) -> torch.Tensor:
+    # Prompt ensembling as in CLIP/CLAP: average the unit vectors, renormalise. One prompt stays as it is,
+    # so single-prompt labels score exactly like the pipeline.
+    return rows[0] if len(rows) == 1 else torch.nn.functional.normalize(rows.mean(0), dim=-1)
+
+
 class ClapScorer:
     """Zero-shot scores of 48 kHz windows against a set of labels."""
 
@@ -151,15 +157,17 @@ class ClapScorer:
         """Encode every label's prompts; a label's embedding is the normalised mean of its prompts'."""
         if not labels:
             raise ValueError("at least one label is needed")
-        flat = [p for lbl in labels for p in lbl.prompts]
-        emb = self.encode_prompts(flat)
+        emb = self.encode_prompts([p for lbl in labels for p in lbl.prompts])
         rows, i = [], 0
         for lbl in labels:
-            n = len(lbl.prompts)
-            rows.append(emb[i] if n == 1 else torch.nn.functional.normalize(emb[i : i + n].mean(0), dim=-1))
-            i += n
+            rows.append(_mean_direction(emb[i : i + len(lbl.prompts)]))
+            i += len(lbl.prompts)
         self._text = torch.stack(rows)
         self.labels = [lbl.name for lbl in labels]
+
+    def encode_label(self, label: LabelPrompts) -> torch.Tensor:
+        """One label's embedding (one text encoding), e.g. for a label added at run time."""
+        return _mean_direction(self.encode_prompts(label.prompts))
 
     def label_embeddings(self) -> dict[str, torch.Tensor]:
         """Current label → text embedding (to extend the set without re-encoding the rest)."""
