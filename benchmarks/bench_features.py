@@ -24,6 +24,7 @@ from transformers import ClapFeatureExtractor
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere without installing
 
 from monitor.features import TorchClapFeatures
+from monitor.randommodel import FEATURE_EXTRACTOR_SETTINGS
 
 SR = 48_000
 CLIP_SAMPLES = 5 * SR  # the monitor's window
@@ -31,17 +32,7 @@ CLIP_SAMPLES = 5 * SR  # the monitor's window
 
 def clap_unfused_extractor() -> ClapFeatureExtractor:
     """The feature settings of laion/clap-htsat-unfused."""
-    return ClapFeatureExtractor(
-        feature_size=64,
-        sampling_rate=SR,
-        hop_length=480,
-        max_length_s=10,
-        fft_window_size=1024,
-        frequency_min=50,
-        frequency_max=14000,
-        truncation="rand_trunc",
-        padding="repeatpad",
-    )
+    return ClapFeatureExtractor(**FEATURE_EXTRACTOR_SETTINGS)
 
 
 def time_call(fn: Callable[[], object], repeats: int) -> tuple[float, float]:

@@ -8,6 +8,7 @@ import torch
 from transformers import ClapFeatureExtractor
 
 from monitor.features import TorchClapFeatures
+from monitor.randommodel import FEATURE_EXTRACTOR_SETTINGS
 
 SR = 48_000
 # Output is float32 dB in [-100, ~100]; one float32 step there is 7.6e-6, so this allows a few steps.
@@ -16,17 +17,7 @@ TOLERANCE_DB = 5e-5
 
 def make_extractor(**overrides: object) -> ClapFeatureExtractor:
     """The feature settings of laion/clap-htsat-unfused (see its preprocessor_config)."""
-    settings: dict[str, object] = dict(
-        feature_size=64,
-        sampling_rate=SR,
-        hop_length=480,
-        max_length_s=10,
-        fft_window_size=1024,
-        frequency_min=50,
-        frequency_max=14000,
-        truncation="rand_trunc",
-        padding="repeatpad",
-    )
+    settings = dict(FEATURE_EXTRACTOR_SETTINGS)
     settings.update(overrides)
     return ClapFeatureExtractor(**settings)
 
