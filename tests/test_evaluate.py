@@ -1,0 +1,352 @@
+"""``evaluate``: the accuracy it reports is the accuracy transformers' pipeline gives clip by clip.
+
+One small ESC-50-shaped dataset (6 classes x 2 clips, 5 s each, 44.1 and 48 kHz, a distinct synthetic sound per
+class) is written in the three layouts. The reference runs ``pipeline("zero-shot-audio-classification")`` on every
+clip's soxr-resampled 48 kHz samples with the class names (underscores → spaces) as candidate labels and the
+default template. Six classes make top-5 accuracy a real measurement (the truth can rank sixth).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+from helpers import chirp, mixture, noise, tone, write_wav
+from transformers import pipeline
+
+from monitor import evaluate as ev
+
+CLASSES = ["dog", "crying_baby", "chirping_birds", "door_wood_knock", "rain", "siren"]
+TEMPLATE = "This is a sound of {}."
+
+
+def clicks(seconds: float, rate: int, every: float, amplitude: float = 0.8) -> np.ndarray:
+    """Short decaying bursts every ``every`` seconds (knocks)."""
+    out = np.zeros(round(seconds * rate), np.float32)
+    burst = (amplitude * np.exp(-np.arange(int(0.02 * rate)) / (0.003 * rate))).astype(np.float32)
+    for start in range(0, len(out) - len(burst), round(every * rate)):
+        out[start : start + len(burst)] += burst
+    return out
+
+
+# Which synthetic sound each class gets. With random weights nothing "sounds like" its name; this pairing was
+# picked so that the tiny model gets some clips right and some wrong, and ranks one class below the top 5, so
+# that top-1 and top-5 accuracy are neither 0 nor 1 and their equality with the pipeline means something.
+SOUND_OF = {"dog": "sweep_up", "crying_baby": "knocks", "chirping_birds": "high_tones",
+            "door_wood_knock": "hum", "rain": "noise", "siren": "sweep_down"}
+
+
+def sound(cls: str, take: int, rate: int, seconds: float = 5.0) -> np.ndarray:
+    """A distinct synthetic sound per class; ``take`` varies it a little."""
+    kind = SOUND_OF.get(cls, cls)
+    if kind == "hum":
+        return mixture(tone(seconds, rate, 300 + 40 * take, 0.4), noise(seconds, rate, 0.02, seed=take))
+    if kind == "sweep_up":
+        return chirp(seconds, rate, 500, 1500 + 200 * take, 0.3)
+    if kind == "high_tones":
+        return mixture(tone(seconds, rate, 3000 + 300 * take, 0.2), tone(seconds, rate, 4500, 0.1))
+    if kind == "knocks":
+        return clicks(seconds, rate, 0.5 + 0.2 * take)
+    if kind == "noise":
+        return noise(seconds, rate, 0.2 + 0.05 * take, seed=10 + take)
+    if kind == "sweep_down":
+        return chirp(seconds, rate, 2000, 600 + 100 * take, 0.5)
+    raise ValueError(cls)
+
+
+@dataclass
+class Item:
+    filename: str
+    category: str
+    target: int
+    fold: int
+    samples: np.ndarray
+    rate: int
+
+
+def items() -> list[Item]:
+    out = []
+    for target, cls in enumerate(CLASSES):
+        for take in range(2):
+            rate = 44_100 if (target + take) % 2 == 0 else 48_000
+            out.append(Item(f"{take + 1}-{100 + target}-A-{target}.wav", cls, target, take + 1,
+                            sound(cls, take, rate), rate))
+    return out
+
+
+def wav_bytes(samples: np.ndarray, rate: int) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, samples, rate, subtype="PCM_16", format="WAV")
+    return buf.getvalue()
+
+
+def write_esc50(root: Path, data: list[Item], broken: bool = True) -> Path:
+    """The ESC-50 release layout; with ``broken``, one extra row points at a file that is not audio."""
+    (root / "meta").mkdir(parents=True)
+    rows = [(it.filename, it.fold, it.target, it.category) for it in data]
+    for it in data:
+        write_wav(root / "audio" / it.filename, it.samples, it.rate)
+    if broken:
+        (root / "audio" / "2-999-A-0.wav").write_bytes(b"RIFF....not a wav file")
+        rows.append(("2-999-A-0.wav", 2, 0, "dog"))
+    with open(root / "meta" / "esc50.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["filename", "fold", "target", "category", "esc10", "src_file", "take"])
+        for filename, fold, target, category in rows:
+            w.writerow([filename, fold, target, category, "False", filename.split("-")[1], "A"])
+    return root
+
+
+def write_hf(root: Path, data: list[Item]) -> Path:
+    """A ``save_to_disk`` folder like a saved ``ashraq/esc50`` split (audio as encoded bytes, not decoded)."""
+    from datasets import Audio, Dataset, DatasetDict, Features, Value
+
+    # Built as a plain struct and cast to Audio: encoding through Audio would need torchcodec.
+    features = Features({
+        "filename": Value("string"), "fold": Value("int64"), "target": Value("int64"), "category": Value("string"),
+        "audio": {"bytes": Value("binary"), "path": Value("string")},
+    })
+    table = Dataset.from_dict({
+        "filename": [it.filename for it in data],
+        "fold": [it.fold for it in data],
+        "target": [it.target for it in data],
+        "category": [it.category for it in data],
+        "audio": [{"bytes": wav_bytes(it.samples, it.rate), "path": it.filename} for it in data],
+    }, features=features).cast_column("audio", Audio())
+    DatasetDict({"train": table}).save_to_disk(str(root))
+    return root
+
+
+def write_folders(root: Path, data: list[Item]) -> Path:
+    for it in data:
+        write_wav(root / it.category / it.filename, it.samples, it.rate)
+    return root
+
+
+@pytest.fixture(scope="module")
+def data() -> list[Item]:
+    return items()
+
+
+@pytest.fixture(scope="module")
+def esc50(tmp_path_factory: pytest.TempPathFactory, data: list[Item]) -> Path:
+    return write_esc50(tmp_path_factory.mktemp("esc50"), data)
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_model: Path):
+    return pipeline("zero-shot-audio-classification", model=str(tiny_model))
+
+
+def at_48k(samples: np.ndarray, rate: int) -> np.ndarray:
+    return samples if rate == 48_000 else soxr.resample(samples, rate, 48_000, quality="HQ")
+
+
+def reference(pipe, data: list[Item], files: Path) -> dict[str, list[dict]]:
+    """The pipeline's ranked results per clip, on the samples as written to (and read back from) disk."""
+    labels = [c.replace("_", " ") for c in CLASSES]
+    out = {}
+    for it in data:
+        samples, rate = sf.read(str(files / it.filename), dtype="float32")
+        out[it.filename] = pipe(at_48k(samples, rate), candidate_labels=labels, hypothesis_template=TEMPLATE)
+    return out
+
+
+@pytest.fixture(scope="module")
+def ref(pipe, data: list[Item], esc50: Path) -> dict[str, list[dict]]:
+    return reference(pipe, data, esc50 / "audio")
+
+
+def accuracies(ref: dict[str, list[dict]], data: list[Item]) -> tuple[float, float]:
+    truth = {it.filename: it.category.replace("_", " ") for it in data}
+    top1 = np.mean([ref[f][0]["label"] == truth[f] for f in truth])
+    top5 = np.mean([truth[f] in [r["label"] for r in ref[f][:5]] for f in truth])
+    return float(top1), float(top5)
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return struct.unpack(">II", head[16:24])
+
+
+def test_cli_esc50_matches_pipeline(
+    tiny_model: Path, esc50: Path, data: list[Item], tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k != "SOUND_MONITOR_CONFIG"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "evaluate", str(esc50), "--model", str(tiny_model), "--out", str(out),
+         "--batch-size", "4"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env,
+    )
+    ref = request.getfixturevalue("ref")  # computed (if not yet) while the command starts up
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    res = json.loads((out / "results.json").read_text())
+    top1, top5 = accuracies(ref, data)
+    assert res["top1_accuracy"] == pytest.approx(top1, abs=1e-12)
+    assert res["top5_accuracy"] == pytest.approx(top5, abs=1e-12)
+    assert res["n_clips"] == len(data)
+    assert res["layout"] == "esc50"
+    assert res["dataset"] == str(esc50.resolve())
+    assert res["model"] == str(tiny_model)
+    assert res["prompt_template"] == TEMPLATE
+    assert res["prompts"] == [TEMPLATE.format(c.replace("_", " ")) for c in CLASSES]
+    assert res["folds"] == [1, 2] and res["all_folds"] is True
+    assert set(res["per_class_accuracy"]) == {c.replace("_", " ") for c in CLASSES}
+    # the unreadable clip is named, skipped and not fatal
+    assert [s["file"] for s in res["skipped"]] == ["audio/2-999-A-0.wav"]
+    assert "2-999-A-0.wav" in stderr
+    assert "top-1" in stdout and "skipped" in stdout
+
+    with open(out / "predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(data)
+    for row in rows:
+        expected = ref[Path(row["file"]).name]
+        assert row["top1_label"] == expected[0]["label"]
+        for k in range(1, 6):
+            assert row[f"top{k}_label"] == expected[k - 1]["label"]
+            assert abs(float(row[f"top{k}_score"]) - expected[k - 1]["score"]) < 1e-5
+    width, height = png_size(out / "confusion_matrix.png")
+    assert width >= 300 and height >= 300
+
+
+def test_reference_is_not_trivial(ref: dict[str, list[dict]], data: list[Item]) -> None:
+    # Random weights: accuracy is whatever it is, but it must not be 0 or 1 for the comparisons to mean much.
+    top1, top5 = accuracies(ref, data)
+    assert 0 < top1 < 1, top1
+    assert top5 < 1 or top1 < top5
+
+
+def test_hf_datasets_layout(tiny_model: Path, tmp_path: Path, ref, data: list[Item]) -> None:
+    root = write_hf(tmp_path / "hf", data)
+    assert ev.run(root, model=str(tiny_model), out_dir=tmp_path / "out", out=io.StringIO()) == 0
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert (res["layout"], res["splits"], res["n_clips"]) == ("hf-datasets", ["train"], len(data))
+    assert (res["top1_accuracy"], res["top5_accuracy"]) == pytest.approx(accuracies(ref, data), abs=1e-12)
+    # --folds works on the fold column
+    ds = ev.open_dataset(root, folds=[2])
+    assert [c.name for c in ds.clips] == [it.filename for it in data if it.fold == 2]
+
+
+def test_class_folders_layout(tiny_model: Path, tmp_path: Path, ref, data: list[Item]) -> None:
+    root = write_folders(tmp_path / "folders", data)
+    (root / "empty_class").mkdir()  # not a class: no audio in it
+    assert ev.run(root, model=str(tiny_model), out_dir=tmp_path / "out", batch_size=3, out=io.StringIO()) == 0
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert (res["layout"], res["n_clips"], res["folds"]) == ("class-folders", len(data), None)
+    assert res["labels"] == sorted(c.replace("_", " ") for c in CLASSES)
+    assert (res["top1_accuracy"], res["top5_accuracy"]) == pytest.approx(accuracies(ref, data), abs=1e-12)
+
+
+def test_folds_and_limit_select_clips(esc50: Path, data: list[Item]) -> None:
+    ds = ev.open_dataset(esc50, folds=[1])
+    assert ds.folds == [1] and ds.available_folds == [1, 2]
+    assert [c.name for c in ds.clips] == [f"audio/{it.filename}" for it in data if it.fold == 1]
+    assert ds.labels == [c.replace("_", " ") for c in CLASSES]  # every class stays a label
+    assert len(ev.open_dataset(esc50, limit=5).clips) == 5
+
+
+def test_clips_of_mixed_lengths_are_grouped_and_match_pipeline(tiny_model: Path, pipe, tmp_path: Path) -> None:
+    from monitor.scorer import ClapScorer
+
+    # two 2 s clips share a batch (one from 44.1 kHz, one at 48 kHz: both 96,000 samples at 48 kHz)
+    lengths = {"a": [(2.0, 44_100), (3.0, 22_050)], "b": [(2.0, 48_000), (11.0, 48_000)]}
+    for cls, specs in lengths.items():
+        for i, (seconds, rate) in enumerate(specs):
+            kind = "sweep_down" if cls == "a" else "noise"
+            write_wav(tmp_path / cls / f"{i}.wav", sound(kind, i, rate, seconds), rate)
+    ds = ev.open_dataset(tmp_path)
+    result = ev.evaluate(ds, ClapScorer(str(tiny_model), threads=2), batch_size=2)
+    assert result.truncated == 1  # the 11 s clip is scored on its first 10 s
+    for clip, row in zip(result.clips, result.scores, strict=True):
+        samples, rate = sf.read(str(clip.source), dtype="float32")
+        x = at_48k(samples, rate)[:480_000]
+        expected = {r["label"]: r["score"] for r in pipe(x, candidate_labels=["a", "b"])}
+        assert row == pytest.approx([expected["a"], expected["b"]], abs=1e-5), clip.name
+
+
+def test_confusion_matrix_scales_to_50_classes(tmp_path: Path) -> None:
+    classes = [f"class_{i}_with_a_long_name" for i in range(50)]
+    ds = ev.EvalDataset(tmp_path, ev.LAYOUT_FOLDERS, classes, [])
+    rng = np.random.default_rng(0)
+    clips = [ev.Clip(f"{i}.wav", i % 50, None, Path(f"{i}.wav")) for i in range(200)]
+    result = ev.EvalResult(ds, "m", TEMPLATE, [], rng.random((200, 50)).astype(np.float32),
+                           np.array([c.truth for c in clips]), clips, seconds=1.0)
+    ev.plot_confusion(result, tmp_path / "cm.png")
+    width, height = png_size(tmp_path / "cm.png")
+    assert width >= 1000 and height >= 1000  # about a quarter inch per class
+
+
+# ------------------------------------------------------------------------------------------- bad input
+
+
+def test_missing_csv_is_named(tmp_path: Path, data: list[Item]) -> None:
+    write_esc50(tmp_path / "esc", data[:2], broken=False)
+    (tmp_path / "esc" / "meta" / "esc50.csv").unlink()
+    with pytest.raises(ev.EvaluationError, match=r"meta/esc50\.csv: missing"):
+        ev.open_dataset(tmp_path / "esc")
+
+
+def test_csv_without_needed_columns(tmp_path: Path) -> None:
+    (tmp_path / "meta").mkdir()
+    (tmp_path / "meta" / "esc50.csv").write_text("filename,label\na.wav,dog\n")
+    with pytest.raises(ev.EvaluationError, match=r"esc50\.csv: expected columns .* missing fold, category"):
+        ev.open_dataset(tmp_path)
+
+
+def test_unknown_fold_is_named(esc50: Path) -> None:
+    with pytest.raises(ev.EvaluationError, match=r"fold 9 not in .* \(its folds: 1, 2\)"):
+        ev.open_dataset(esc50, folds=[1, 9])
+
+
+def test_folds_on_a_layout_without_folds(tmp_path: Path, data: list[Item]) -> None:
+    root = write_folders(tmp_path / "f", data[:2])
+    with pytest.raises(ev.EvaluationError, match="has no folds"):
+        ev.open_dataset(root, folds=[1])
+
+
+def test_empty_and_missing_folders_are_named(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ev.EvaluationError, match=rf"{tmp_path / 'empty'}: no audio files found"):
+        ev.open_dataset(tmp_path / "empty")
+    with pytest.raises(ev.EvaluationError, match=rf"{tmp_path / 'nope'}: no such dataset folder"):
+        ev.open_dataset(tmp_path / "nope")
+
+
+def test_hf_folder_without_category_column(tmp_path: Path) -> None:
+    from datasets import Dataset
+
+    Dataset.from_dict({"label": ["dog"], "audio": [b""]}).save_to_disk(str(tmp_path / "hf"))
+    with pytest.raises(ev.EvaluationError, match=r"expected columns audio and category; missing \['category'\]"):
+        ev.open_dataset(tmp_path / "hf")
+
+
+def test_no_readable_clip_is_an_error(tiny_model: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "data" / "dog").mkdir(parents=True)
+    (tmp_path / "data" / "dog" / "x.wav").write_bytes(b"not audio")
+    code = ev.run(tmp_path / "data", model=str(tiny_model), out_dir=tmp_path / "out", out=io.StringIO())
+    assert code == 1
+    assert "x.wav" in caplog.text and "none of the 1 clips could be read" in caplog.text
+    assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_parse_folds() -> None:
+    import argparse
+
+    assert ev.parse_folds("2,1, 2") == [1, 2]
+    with pytest.raises(argparse.ArgumentTypeError, match="1,2"):
+        ev.parse_folds("one")
