@@ -156,6 +156,8 @@ class MqttConfig(_Strict):
     """Publish each window's top scores as JSON on ``<prefix>/scores`` (for tuning thresholds)."""
     scores_top_n: Annotated[int, Ge(1), Le(100)] = 5
     """How many labels ``<prefix>/scores`` carries (highest first)."""
+    commands: bool = True
+    """Accept runtime commands (JSON) on ``<prefix>/command``; answers go to ``<prefix>/command/response``."""
 
     @model_validator(mode="after")
     def _one_password_source(self) -> MqttConfig:
@@ -204,6 +206,16 @@ class HomeAssistantConfig(_Strict):
     """Publish retained discovery configs (only when ``mqtt`` is configured)."""
     discovery_prefix: Annotated[str, Field(min_length=1)] = "homeassistant"
     """Home Assistant's discovery prefix; it announces itself on ``<discovery_prefix>/status``."""
+
+    @field_validator("discovery_prefix")
+    @classmethod
+    def _plain_topic(cls, value: str) -> str:
+        if any(c in value for c in "#+\0"):
+            raise ValueError("must not contain '#', '+' or NUL")
+        value = value.strip("/")
+        if not value:
+            raise ValueError("must not be empty")
+        return value
 
 
 class MetricsConfig(_Strict):

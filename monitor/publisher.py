@@ -52,7 +52,7 @@ class MqttPublisher:
         self._cond = threading.Condition()
         self._stopping = False
         self._subscriptions: list[str] = []
-        self._on_message = on_message
+        self._message_handlers: list[Callable[[str, bytes], None]] = [on_message] if on_message else []
         self._on_connect_hooks: list[Callable[[], None]] = []
         self._thread = threading.Thread(target=self._drain, name="mqtt-outbox", daemon=True)
         self._last_error_log = 0.0
@@ -79,10 +79,14 @@ class MqttPublisher:
         self._thread.start()
 
     def stop(self, timeout: float = 3.0) -> None:
-        """Deliver what is queued (up to ``timeout``), publish ``offline``, disconnect."""
+        """Deliver what is queued (up to ``timeout``), publish ``offline``, disconnect.
+
+        A run shorter than the first connection (a short replay) still waits, up to ``timeout``, for the
+        broker, so that what it queued is delivered rather than dropped at exit.
+        """
         deadline = time.monotonic() + timeout
         with self._cond:
-            self._cond.wait_for(lambda: not self._outbox or not self.connected, max(0.0, deadline - time.monotonic()))
+            self._cond.wait_for(lambda: self.connected and not self._outbox, max(0.0, deadline - time.monotonic()))
             self._stopping = True
             self._cond.notify_all()
             left = len(self._outbox)
@@ -101,8 +105,13 @@ class MqttPublisher:
     def subscribe(self, topic: str) -> None:
         """Subscribe now and after every reconnect; messages go to ``on_message``."""
         self._subscriptions.append(topic)
-        if self.connected:
-            self.client.subscribe(topic, qos=1)
+        # Not gated on self.connected: that flag is set only after the on-connect hooks ran, and a topic added
+        # meanwhile would miss both paths. paho answers MQTT_ERR_NO_CONN (harmless) when really disconnected.
+        self.client.subscribe(topic, qos=1)
+
+    def add_message_handler(self, handler: Callable[[str, bytes], None]) -> None:
+        """Also call ``handler(topic, payload)`` (from the network thread) for every message received."""
+        self._message_handlers.append(handler)
 
     def on_connect(self, hook: Callable[[], None]) -> None:
         """Call ``hook`` (from the network thread) after every successful connect."""
@@ -188,9 +197,9 @@ class MqttPublisher:
                       self.cfg.port, reason)
 
     def _handle_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        if self._on_message is not None:
+        for handler in self._message_handlers:
             try:
-                self._on_message(message.topic, message.payload)
+                handler(message.topic, message.payload)
             except Exception:
                 log.exception("MQTT: handling a message on %s failed", message.topic)
 
