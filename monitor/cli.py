@@ -58,8 +58,10 @@ def _install_signal_handlers(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def _run_monitor(cfg: Config, source_factory: Callable[[], Any], live: bool, scores: bool) -> int:
+def _run_monitor(cfg: Config, source_factory: Callable[[], Any], live: bool, scores: bool,
+                 plot: str | None = None) -> int:
     from .app import Monitor
+    from .integrations import attach_integrations
     from .scorer import ModelLoadError
     from .types import Event, ScoredWindow
 
@@ -69,7 +71,7 @@ def _run_monitor(cfg: Config, source_factory: Callable[[], Any], live: bool, sco
             "window_start": round(sw.start, 3),
             "window_end": round(sw.end, 3),
             "level_dbfs": round(sw.dbfs, 2),
-            "skipped": sw.skipped,
+            "skipped": sw.skipped or False,
             "scores": sw.scores,
         })
 
@@ -80,7 +82,8 @@ def _run_monitor(cfg: Config, source_factory: Callable[[], Any], live: bool, sco
     _install_signal_handlers(stop)
     monitor = Monitor(cfg, source_factory, live=live, on_scores=on_scores if scores else None, on_event=on_event)
     try:
-        return monitor.run(stop)
+        with attach_integrations(monitor, cfg, plot=plot):
+            return monitor.run(stop)
     except ModelLoadError as exc:
         log.error("%s", exc)
         return 1
@@ -88,14 +91,18 @@ def _run_monitor(cfg: Config, source_factory: Callable[[], Any], live: bool, sco
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Listen to the microphone until SIGTERM/SIGINT."""
-    from .capture import Capture, CaptureError
+    from .capture import Capture, CaptureError, rescan_devices
 
     cfg = load(args)
     a = cfg.audio
+    opened = []
 
     def open_capture() -> Capture:
+        if opened:  # reopening after the device vanished: PortAudio must look for it again
+            rescan_devices()
         cap = Capture(a.device, a.samplerate, a.channels, ring_seconds=a.window_seconds * 2 + 2)
         cap.start()
+        opened.append(True)
         return cap
 
     try:
@@ -113,7 +120,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     cfg = load(args)
     try:
         FileSource(args.file).stop()
-    except AudioFileError as exc:
+        if args.plot:
+            from .plot import require_matplotlib
+
+            require_matplotlib()
+    except (AudioFileError, RuntimeError) as exc:  # RuntimeError: PlotUnavailable
         log.error("%s", exc)
         return 1
     return _run_monitor(
@@ -121,6 +132,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         lambda: FileSource(args.file, realtime=args.realtime, blocksize=args.block_size),
         live=False,
         scores=args.scores,
+        plot=args.plot,
     )
 
 
@@ -142,6 +154,42 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     labels = ", ".join(f"{lbl.name} ({cfg.label_threshold(lbl):g})" for lbl in cfg.labels)
     print(f"{args.file}: OK — {len(cfg.labels)} label(s): {labels}")
     return 0
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    """Score audio files (or folders of them) against labels; print a table or JSON."""
+    from .classify import run
+
+    return run(
+        args.paths,
+        labels=args.labels,
+        config_path=args.config,
+        config_required=args.config != _default_config(),  # only a file named explicitly must exist
+        model=args.model,
+        top_k=args.top_k,
+        as_json=args.json,
+    )
+
+
+def _parse_folds(text: str) -> list[int]:
+    from .evaluate import parse_folds  # imported only when --folds is given
+
+    return parse_folds(text)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Zero-shot accuracy on a labelled dataset; results.json, predictions.csv and a confusion matrix."""
+    from .evaluate import run
+
+    return run(
+        args.dataset,
+        model=args.model,
+        out_dir=args.out,
+        folds=args.folds,
+        batch_size=args.batch_size,
+        limit=args.limit,
+        prompt_template=args.prompt_template,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -166,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--realtime", action="store_true", help="pace the file in real time")
     p.add_argument("--scores", action="store_true", help="print one JSON line of scores per window")
     p.add_argument("--block-size", type=int, default=None, help="samples per block read from the file")
+    p.add_argument("--plot", metavar="PNG", help="draw a timeline of scores, thresholds, events and level")
     p.add_argument("--device", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_replay)
 
@@ -175,13 +224,37 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-config", help="validate a config file (exit 2 if invalid)")
     p.add_argument("file", nargs="?", default=_default_config())
     p.set_defaults(func=cmd_check_config)
+
+    p = with_config(sub.add_parser("classify", help="score audio files against labels (table or JSON)"))
+    p.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders (searched recursively)")
+    p.add_argument("--labels", nargs="+", metavar="LABEL", help="labels to score (default: the config's labels)")
+    p.add_argument("--top-k", type=int, default=5, help="labels shown per file (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print JSON: every window's label → score map")
+    p.set_defaults(func=cmd_classify)
+
+    from .config import DEFAULT_MODEL, DEFAULT_PROMPT_TEMPLATE
+
+    p = sub.add_parser("evaluate", help="zero-shot accuracy on ESC-50 or another labelled dataset")
+    p.add_argument("dataset", help="ESC-50 release folder, datasets save_to_disk folder, or one folder per class")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="hub id or folder (default: %(default)s)")
+    p.add_argument("--out", default="eval-out", help="results folder (default: %(default)s)")
+    p.add_argument("--folds", type=_parse_folds, help="only these folds, e.g. 1,2 (default: all)")
+    p.add_argument("--batch-size", type=int, default=8, help="clips scored together (default: %(default)s)")
+    p.add_argument("--limit", type=int, help="only the first N clips (a quick check)")
+    p.add_argument("--prompt-template", default=DEFAULT_PROMPT_TEMPLATE,
+                   help="prompt for each class (default: %(default)r)")
+    p.set_defaults(func=cmd_evaluate)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sound-monitor`` console script."""
-    from .service import setup_logging
+    from .service import setup_logging, tune_malloc
 
+    # libgomp threads otherwise spin for a while after every parallel region: wasted CPU on a box that
+    # scores one window a second. Must be set before torch is imported (it is imported lazily).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    tune_malloc()
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level or "INFO")
     try:
