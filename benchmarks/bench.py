@@ -35,9 +35,6 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the service runs (see monitor/cli.py)
-from monitor.service import tune_malloc
-
-tune_malloc()
 
 import numpy as np
 import soundfile as sf
@@ -113,8 +110,11 @@ def run_replay(cfg: Path, wav: Path, *extra: str) -> tuple[float, float, list[di
     """Run ``sound-monitor replay`` in a subprocess; (wall s, cpu s, JSON lines, memory stats MB)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
+    # Output goes to files: a pipe nobody reads while the run lasts would fill up and stall the child.
+    out_f = tempfile.TemporaryFile("w+")
+    err_f = tempfile.TemporaryFile("w+")
     proc = subprocess.Popen([sys.executable, "-m", "monitor", "replay", str(wav), "--config", str(cfg), *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=out_f, stderr=err_f, text=True)
     samples: list[tuple[float, float]] = []
     while proc.poll() is None:
         try:
@@ -122,8 +122,11 @@ def run_replay(cfg: Path, wav: Path, *extra: str) -> tuple[float, float, list[di
         except (FileNotFoundError, ProcessLookupError):
             break
         time.sleep(0.1)  # sampling period of the memory probe, not synchronisation
-    out, err = proc.communicate()
+    proc.wait()
     wall = time.perf_counter() - t0
+    out_f.seek(0)
+    err_f.seek(0)
+    out, err = out_f.read(), err_f.read()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise RuntimeError(f"replay failed: {err[-2000:]}")
@@ -134,6 +137,11 @@ def run_replay(cfg: Path, wav: Path, *extra: str) -> tuple[float, float, list[di
     steady = statistics.median(rss[len(rss) // 2 :]) if rss else 0.0
     mem = {"peak_mb": max(rss, default=0.0), "steady_mb": steady, "maxrss_mb": after.ru_maxrss / 1024}
     return wall, cpu, lines, mem
+
+
+def only(label: str, threshold: float) -> list[dict[str, Any]]:
+    """The 10 labels, all scored (same softmax as in calibration), only ``label`` able to fire."""
+    return [{"name": n, "threshold": threshold, "enabled": n == label} for n in LABELS_10]
 
 
 def write_wav(path: Path, x: np.ndarray) -> Path:
@@ -192,6 +200,9 @@ def main() -> int:
         wav = write_wav(tmp / f"{seconds}s.wav", audio)
         wall, cpu, lines, mem = run_replay(cfg, wav, "--scores")
         runs[seconds] = {"wall_s": wall, "cpu_s": cpu, "windows": sum(ln["kind"] == "scores" for ln in lines), **mem}
+    # as the live monitor runs: one window per hop, so batches of one
+    wall, cpu, lines, mem = run_replay(cfg, tmp / "30s.wav", "--realtime")
+    runs["30_realtime"] = {"wall_s": wall, "cpu_s": cpu, "windows": 26, **mem}
     d_win = runs[90]["windows"] - runs[30]["windows"]
     res["replay"] = runs
     res["replay_marginal_ms_per_window"] = (runs[90]["wall_s"] - runs[30]["wall_s"]) / d_win * 1000
@@ -275,8 +286,9 @@ def measure_latency(model: str, tmp: Path) -> dict[str, Any]:
     cfg_path = write_config(tmp / "cal.yaml", model)
     _, _, lines, _ = run_replay(cfg_path, wav, "--scores")
     scores = [ln for ln in lines if ln["kind"] == "scores"]
-    loud = [i for i, s in enumerate(scores) if s["level_dbfs"] > -25]
-    quiet = [i for i, s in enumerate(scores) if s["level_dbfs"] <= -30]
+    median_level = np.median([s["level_dbfs"] for s in scores])
+    loud = [i for i, s in enumerate(scores) if s["level_dbfs"] > median_level]
+    quiet = [i for i, s in enumerate(scores) if s["level_dbfs"] <= median_level]
     best = max(LABELS_10, key=lambda lbl: np.median([scores[i]["scores"][lbl] for i in loud])
                - np.median([scores[i]["scores"][lbl] for i in quiet]))
     threshold = float(np.percentile([s["scores"][best] for s in scores], 60))
@@ -285,7 +297,7 @@ def measure_latency(model: str, tmp: Path) -> dict[str, Any]:
     try:
         cfg_path = write_config(
             tmp / "lat.yaml", model,
-            labels=[{"name": best, "threshold": threshold}],
+            labels=only(best, threshold),
             detection={"min_hits": 1, "end_after_seconds": 0.5, "cooldown_seconds": 0.0},
             mqtt={"host": broker.host, "port": broker.port, "topic_prefix": "bench"},
         )
@@ -340,7 +352,7 @@ def measure_adaptive(model: str, tmp: Path) -> dict[str, Any]:
     q_max = max(s["scores"][best] for s in quiet)
     l_min = min(s["scores"][best] for s in loud)
     threshold = (q_max + l_min) / 2 if l_min > q_max else l_min
-    base = {"labels": [{"name": best, "threshold": threshold}], "detection": {"min_hits": 1}}
+    base = {"labels": only(best, threshold), "detection": {"min_hits": 1}}
     out: dict[str, Any] = {"h_label": best, "h_threshold": threshold, "h_separable": bool(l_min > q_max)}
     for name, audio in (("fixed", {}), ("adaptive", {"idle_hop_seconds": 5.0, "adaptive_margin": 0.5 * abs(
             threshold - q_max) if l_min > q_max else 0.05})):
@@ -374,7 +386,7 @@ def report(r: dict[str, Any]) -> str:
         rows.append((f"   precision {name}", f"{p['ms']:.1f} ms{extra}"))
     rep = r["replay"]
     for s, v in rep.items():
-        rows.append((f"e. replay {s} s file: steady / peak RSS",
+        rows.append((f"e. replay {s.replace('_', ' s ')} {'' if '_' in s else 's '}file: steady / peak RSS",
                      f"{v['steady_mb']:.0f} / {max(v['peak_mb'], v['maxrss_mb']):.0f} MB "
                      f"({v['windows']} windows, {v['wall_s']:.1f} s wall, {v['cpu_s']:.1f} s CPU)"))
     rows.append(("g. replay marginal cost per window (90 s minus 30 s run)",

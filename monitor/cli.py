@@ -249,12 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sound-monitor`` console script."""
-    from .service import setup_logging, tune_malloc
+    from .service import setup_logging
 
     # libgomp threads otherwise spin for a while after every parallel region: wasted CPU on a box that
     # scores one window a second. Must be set before torch is imported (it is imported lazily).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    tune_malloc()
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level or "INFO")
     try:

@@ -28,24 +28,6 @@ def notify(state: str) -> bool:
         return False
 
 
-def tune_malloc(mmap_threshold: int = 1 << 20) -> bool:
-    """Serve allocations of ``mmap_threshold`` bytes and more with mmap, so freed activations leave RSS.
-
-    glibc raises its mmap threshold dynamically (up to 32 MiB) after large frees, after which a model's
-    activation buffers come from the heap and are never given back: a long-running monitor would hold its
-    peak memory forever. A fixed threshold keeps steady memory at the steady working set. No-op off glibc.
-    """
-    if os.environ.get("MALLOC_MMAP_THRESHOLD_"):
-        return False  # the user chose
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(-3, mmap_threshold))  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        return False
-
-
 def watchdog_interval() -> float | None:
     """Seconds between WATCHDOG=1 pings (half of WatchdogSec), or None when no watchdog is set."""
     usec = os.environ.get("WATCHDOG_USEC")

@@ -155,3 +155,20 @@ def test_broker_down_at_start_events_held_then_delivered(
         # The first message that arrived on events is the first event detected (order kept).
         first = next(m.json() for m in sub.messages(f"{PREFIX}/events"))
         assert first["type"] == "start" and first["window_start"] == 0
+
+
+def test_last_will_says_offline_when_the_process_dies(
+    tiny_model: Path, tmp_path: Path, broker: Broker, pipe_reference
+) -> None:
+    """A crash (SIGKILL: no clean shutdown) still leaves `offline` retained, through the Last Will."""
+    wav, _ = pipe_reference
+    cfg = write_config(tmp_path / "c.yaml", tiny_model, broker=broker)
+    with MqttCollector(broker.host, broker.port, [f"{PREFIX}/availability"]) as sub, MonitorProcess(
+        ["replay", str(wav), "--config", str(cfg), "--realtime"]
+    ) as mon:
+        sub.wait_for(f"{PREFIX}/availability", lambda m: m.text == "online", timeout=60)
+        mon.proc.kill()
+        mon.wait(timeout=10)
+        sub.wait_for(f"{PREFIX}/availability", lambda m: m.text == "offline", timeout=10)
+    with MqttCollector(broker.host, broker.port, [f"{PREFIX}/availability"]) as late:
+        late.wait_for(f"{PREFIX}/availability", lambda m: m.retain and m.text == "offline")
