@@ -109,6 +109,7 @@ class Monitor:
         return AdaptiveHop(
             stride=round(a.idle_hop_seconds / a.hop_seconds),
             margin=a.adaptive_margin,
+            level_jump_db=a.adaptive_level_jump_db,
             hold=max(1, round(a.window_seconds / a.hop_seconds)),
             thresholds=adaptive_thresholds(self.detector.rules),
         )

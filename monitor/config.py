@@ -88,6 +88,8 @@ class AudioConfig(_Strict):
     null = always score at ``hop_seconds``. Must be a multiple of ``hop_seconds``."""
     adaptive_margin: Annotated[float, Ge(0.0), Le(1.0)] = 0.2
     """Adaptive hop: a label within this distance of its threshold switches back to the fine hop."""
+    adaptive_level_jump_db: Annotated[float, Ge(0.0), Le(60.0)] = 3.0
+    """Adaptive hop: while idle, a window this many dB louder than the last scored one is scored at once."""
 
     @model_validator(mode="after")
     def _hop_not_longer_than_window(self) -> AudioConfig:

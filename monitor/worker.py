@@ -109,7 +109,7 @@ class InferenceWorker:
     def _skip_reason(self, window: Window) -> str:
         if self.min_dbfs is not None and window.dbfs < self.min_dbfs:
             return "gate"
-        if self.adaptive is not None and not self.adaptive.should_score(window.index):
+        if self.adaptive is not None and not self.adaptive.should_score(window.index, window.dbfs):
             return "idle"
         return ""
 
@@ -141,7 +141,7 @@ class InferenceWorker:
             if not reason and w.index not in scores:
                 continue  # failed inference: nothing to report
             if self.adaptive is not None and reason != "idle":
-                self.adaptive.observe(scores.get(w.index))
+                self.adaptive.observe(scores.get(w.index), w.dbfs)
             self.scored += not reason
             self.skipped += reason == "gate"
             self.idle_skipped += reason == "idle"
