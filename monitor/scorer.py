@@ -9,7 +9,6 @@ size of the audio tower and would otherwise sit in memory for weeks doing nothin
 from __future__ import annotations
 
 import gc
-import inspect
 import logging
 import os
 import time
@@ -36,10 +35,30 @@ class LabelPrompts:
     prompts: tuple[str, ...]
 
 
-def _no_mmap(cls: type) -> dict[str, bool]:
-    # A memory-mapped checkpoint stays mapped while any tensor from it lives, so the text tower's pages
-    # would stay resident after it is freed; reading the file into memory lets freeing it return ~half a GB.
-    return {"disable_mmap": True} if "disable_mmap" in inspect.signature(cls.from_pretrained).parameters else {}
+def _release_checkpoint_pages() -> int:
+    """Drop this process's resident pages of memory-mapped ``.safetensors`` files; returns bytes advised.
+
+    from_pretrained maps the checkpoint, and the mapping stays while any tensor from it lives, so pages of
+    the freed text tower would stay resident for weeks. The caller first copies every tensor it keeps into
+    ordinary memory; pages of anything still pointing into the file are simply read again if touched
+    (the mapping is never written). Linux only; elsewhere a no-op.
+    """
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        maps = Path("/proc/self/maps").read_text().splitlines()
+    except OSError:
+        return 0
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    released = 0
+    for line in maps:
+        parts = line.split()
+        if len(parts) >= 6 and parts[5].endswith(".safetensors"):
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            if libc.madvise(lo, hi - lo, 4) == 0:  # MADV_DONTNEED
+                released += hi - lo
+    return released
 
 
 def bf16_supported() -> bool:
@@ -80,7 +99,7 @@ class ClapScorer:
         t0 = time.monotonic()
         try:
             self.processor = ClapProcessor.from_pretrained(model)
-            self.model = ClapModel.from_pretrained(model, **_no_mmap(ClapModel)).eval()
+            self.model = ClapModel.from_pretrained(model).eval()
         except Exception as exc:
             hint = "" if Path(model).exists() else " (no such folder; a hub id needs network access or the HF cache)"
             raise ModelLoadError(f"model '{model}': cannot load CLAP checkpoint{hint}: {exc}") from exc
@@ -184,7 +203,13 @@ class ClapScorer:
         for name in ("text_model", "text_projection"):
             if getattr(self.model, name, None) is not None:
                 setattr(self.model, name, None)
+        # Move what is kept out of the memory-mapped checkpoint, then let the kernel drop its pages.
+        with torch.no_grad():
+            for tensor in [*self.model.parameters(), *self.model.buffers()]:
+                tensor.data = tensor.data.clone()
         gc.collect()
+        released = _release_checkpoint_pages()
+        log.debug("released %.0f MB of checkpoint mapping", released / 1e6)
 
     # --- audio side ----------------------------------------------------------------------------
     def features(self, windows: np.ndarray) -> dict[str, torch.Tensor]:
