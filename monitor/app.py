@@ -207,11 +207,11 @@ class Monitor:
                     clock = now = scored.mono_end
                 self._handle(scored, now)
             if self.live:
-                self._emit(self.detector.tick(now))
+                self.emit(self.detector.tick(now))
             if ping_every is not None and time.monotonic() - last_ping >= ping_every and self.healthy():
                 notify("WATCHDOG=1")
                 last_ping = time.monotonic()
-        self._emit(self.detector.flush(time.monotonic() if self.live else clock))
+        self.emit(self.detector.flush(time.monotonic() if self.live else clock))
         if self.stage.error is not None:
             return 1
         return 0
@@ -229,13 +229,10 @@ class Monitor:
     def _handle(self, scored: ScoredWindow, now: float) -> None:
         for listener in self.window_listeners:
             listener(scored)
-        self._emit(self.detector.update(scored, now))
+        self.emit(self.detector.update(scored, now))
 
     def emit(self, events: list[Event]) -> None:
         """Log, hand to the listeners and publish events (main thread)."""
-        self._emit(events)
-
-    def _emit(self, events: list[Event]) -> None:
         for event in events:
             log.info("%s %s (score %.3f, peak %.3f)", event.type, event.label, event.score, event.peak_score)
             for listener in self.event_listeners:

@@ -25,6 +25,18 @@ def clips() -> dict[str, np.ndarray]:
     }
 
 
+def checkpoint_resident_kb() -> int:
+    """Resident kB of this process's memory-mapped .safetensors files (from /proc/self/smaps)."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()
+        if head and "-" in head[0] and len(head) >= 5:  # a mapping's header line
+            inside = line.endswith(".safetensors")
+        elif inside and line.startswith("Rss:"):
+            total += int(head[1])
+    return total
+
+
 def reference(pipe, audio: np.ndarray, labels: list[str]) -> dict[str, float]:
     return {r["label"]: r["score"] for r in pipe(audio, candidate_labels=labels)}
 
@@ -66,6 +78,7 @@ def test_freeing_text_tower_keeps_scores_and_new_labels_match(tiny_model: Path, 
     before = s.score(audio)
     s.free_text_tower()
     assert s.model.text_model is None
+    assert checkpoint_resident_kb() == 0  # the mapped checkpoint's pages are given back
     np.testing.assert_allclose(s.score(audio), before, atol=1e-6)
     # a label added later reloads the text tower for one encoding and gives the pipeline's numbers
     labels = [*LABELS, "a door slamming"]
