@@ -45,8 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # the test harness's mosquitto and subscriber (real ones)
 
-from monitor.randommodel import build_random_clap
-from monitor.scorer import ClapScorer, LabelPrompts, bf16_supported
+from monitor.inference.scorer import ClapScorer, LabelPrompts, bf16_supported
+from monitor.testing.randommodel import build_random_clap
 
 RATE = 48_000
 WINDOW = 240_000
@@ -300,9 +300,9 @@ def measure_latency(model: str, tmp: Path) -> dict[str, Any]:
     """f and g: a live-paced run through a real mosquitto; event latency and CPU per audio second."""
     from helpers import Broker, MqttCollector
 
-    from monitor.app import Monitor
-    from monitor.audiofile import FileSource
     from monitor.config import load_config
+    from monitor.pipeline import Monitor
+    from monitor.sources.audiofile import FileSource
 
     seconds = 60
     # 4 s of beeping every 8 s, so that events start and end again and again

@@ -23,8 +23,8 @@ from transformers import ClapFeatureExtractor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere without installing
 
-from monitor.features import TorchClapFeatures
-from monitor.randommodel import FEATURE_EXTRACTOR_SETTINGS
+from monitor.inference.features import TorchClapFeatures
+from monitor.testing.randommodel import FEATURE_EXTRACTOR_SETTINGS
 
 SR = 48_000
 CLIP_SAMPLES = 5 * SR  # the monitor's window

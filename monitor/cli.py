@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .config import Config, ConfigError, load_config
+from monitor import __version__
+from monitor.config import Config, ConfigError, load_config
 
 log = logging.getLogger("sound-monitor")
 
@@ -60,10 +60,10 @@ def _install_signal_handlers(stop: threading.Event) -> None:
 
 def _run_monitor(cfg: Config, source_factory: Callable[[], Any], live: bool, scores: bool,
                  plot: str | None = None) -> int:
-    from .app import Monitor
-    from .integrations import attach_integrations
-    from .scorer import ModelLoadError
-    from .types import Event, ScoredWindow
+    from monitor.inference.scorer import ModelLoadError
+    from monitor.mqtt.telemetry import attach_integrations
+    from monitor.pipeline import Monitor
+    from monitor.records import Event, ScoredWindow
 
     def on_scores(sw: ScoredWindow) -> None:
         _print_json({
@@ -91,7 +91,7 @@ def _run_monitor(cfg: Config, source_factory: Callable[[], Any], live: bool, sco
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Listen to the microphone until SIGTERM/SIGINT."""
-    from .capture import Capture, CaptureError, rescan_devices
+    from monitor.sources.capture import Capture, CaptureError, rescan_devices
 
     cfg = load(args)
     a = cfg.audio
@@ -115,13 +115,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Run the same pipeline over an audio file; print events (and scores) as JSON lines."""
-    from .audiofile import AudioFileError, FileSource
+    from monitor.sources.audiofile import AudioFileError, FileSource
 
     cfg = load(args)
     try:
         FileSource(args.file).stop()
         if args.plot:
-            from .plot import require_matplotlib
+            from monitor.sinks.plot import require_matplotlib
 
             require_matplotlib()
     except (AudioFileError, RuntimeError) as exc:  # RuntimeError: PlotUnavailable
@@ -138,7 +138,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_devices(args: argparse.Namespace) -> int:
     """List input devices."""
-    from .capture import CaptureError, format_devices, list_input_devices
+    from monitor.sources.capture import CaptureError, format_devices, list_input_devices
 
     try:
         print(format_devices(list_input_devices()))
@@ -158,7 +158,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_classify(args: argparse.Namespace) -> int:
     """Score audio files (or folders of them) against labels; print a table or JSON."""
-    from .classify import run
+    from monitor.offline.classify import run
 
     return run(
         args.paths,
@@ -172,14 +172,14 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def _parse_folds(text: str) -> list[int]:
-    from .evaluate import parse_folds  # imported only when --folds is given
+    from monitor.offline.evaluate import parse_folds  # imported only when --folds is given
 
     return parse_folds(text)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Zero-shot accuracy on a labelled dataset; results.json, predictions.csv and a confusion matrix."""
-    from .evaluate import run
+    from monitor.offline.evaluate import run
 
     return run(
         args.dataset,
@@ -232,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON: every window's label → score map")
     p.set_defaults(func=cmd_classify)
 
-    from .config import DEFAULT_MODEL, DEFAULT_PROMPT_TEMPLATE
+    from monitor.config import DEFAULT_MODEL, DEFAULT_PROMPT_TEMPLATE
 
     p = sub.add_parser("evaluate", help="zero-shot accuracy on ESC-50 or another labelled dataset")
     p.add_argument("dataset", help="ESC-50 release folder, datasets save_to_disk folder, or one folder per class")
@@ -249,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sound-monitor`` console script."""
-    from .service import setup_logging
+    from monitor.systemd import setup_logging
 
     # libgomp threads otherwise spin for a while after every parallel region: wasted CPU on a box that
     # scores one window a second. Must be set before torch is imported (it is imported lazily).

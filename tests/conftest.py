@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from helpers import Broker, PulseAudio, reinitialize_portaudio
 
-from monitor.randommodel import build_random_clap
+from monitor.testing.randommodel import build_random_clap
 
 
 @pytest.fixture(scope="session")

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from monitor.adaptive import AdaptiveHop
-from monitor.queues import Closed, DropOldestQueue
-from monitor.scorer import ClapScorer, LabelPrompts, ModelLoadError, bf16_supported
-from monitor.types import ScoredWindow, Window
-from monitor.windowing import dbfs
-from monitor.worker import InferenceWorker
+from monitor.core.queues import Closed, DropOldestQueue
+from monitor.core.windowing import dbfs
+from monitor.inference.adaptive import AdaptiveHop
+from monitor.inference.scorer import ClapScorer, LabelPrompts, ModelLoadError, bf16_supported
+from monitor.inference.worker import InferenceWorker
+from monitor.records import ScoredWindow, Window
 
 
 def test_policy_goes_idle_after_quiet_and_wakes_when_near() -> None:

@@ -16,7 +16,7 @@ import soxr
 from helpers import chirp, concat, mixture, noise, tone, write_wav
 from transformers import pipeline
 
-from monitor import classify
+from monitor.offline import classify
 
 LABELS = ["dog barking", "glass breaking", "silence", "speech"]
 TEMPLATE = "This is a sound of {}."

@@ -15,7 +15,7 @@ import soundfile as sf
 from helpers import Broker, MqttCollector, concat, silence, tone, write_wav
 from test_homeassistant import PREFIX, RunningMonitor, make_config
 
-from monitor.types import Event
+from monitor.records import Event
 
 RATE = 48000
 
@@ -121,7 +121,7 @@ def test_folder_stays_under_its_size_bound_oldest_deleted_first(tiny_model: Path
 
 
 def test_clip_name_is_unique_when_two_events_share_a_timestamp(tiny_model: Path, tmp_path: Path) -> None:
-    from monitor.clips import ClipRecorder
+    from monitor.sinks.clips import ClipRecorder
 
     cfg = clip_config(tiny_model, tmp_path / "clips")
     rec = ClipRecorder(cfg)

@@ -17,7 +17,7 @@ import pytest
 from helpers import Broker, MqttCollector, wait_for
 from test_homeassistant import NODE_ID, PREFIX, RunningMonitor, audio_file, make_config, retained, sync
 
-from monitor.scorer import ClapScorer, LabelPrompts
+from monitor.inference.scorer import ClapScorer, LabelPrompts
 
 COMMAND = f"{PREFIX}/command"
 RESPONSE = f"{PREFIX}/command/response"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from monitor.detection import Detector, LabelRule
-from monitor.types import ScoredWindow
+from monitor.core.detection import Detector, LabelRule
+from monitor.records import ScoredWindow
 
 
 def window(i: float, score: float, label: str = "dog") -> ScoredWindow:

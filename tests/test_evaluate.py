@@ -25,7 +25,7 @@ import soxr
 from helpers import chirp, mixture, noise, tone, write_wav
 from transformers import pipeline
 
-from monitor import evaluate as ev
+from monitor.offline import evaluate as ev
 
 CLASSES = ["dog", "crying_baby", "chirping_birds", "door_wood_knock", "rain", "siren"]
 TEMPLATE = "This is a sound of {}."
@@ -261,7 +261,7 @@ def test_folds_and_limit_select_clips(esc50: Path, data: list[Item]) -> None:
 
 
 def test_clips_of_mixed_lengths_are_grouped_and_match_pipeline(tiny_model: Path, pipe, tmp_path: Path) -> None:
-    from monitor.scorer import ClapScorer
+    from monitor.inference.scorer import ClapScorer
 
     # two 2 s clips share a batch (one from 44.1 kHz, one at 48 kHz: both 96,000 samples at 48 kHz)
     lengths = {"a": [(2.0, 44_100), (3.0, 22_050)], "b": [(2.0, 48_000), (11.0, 48_000)]}

@@ -7,8 +7,8 @@ import pytest
 import torch
 from transformers import ClapFeatureExtractor
 
-from monitor.features import TorchClapFeatures
-from monitor.randommodel import FEATURE_EXTRACTOR_SETTINGS
+from monitor.inference.features import TorchClapFeatures
+from monitor.testing.randommodel import FEATURE_EXTRACTOR_SETTINGS
 
 SR = 48_000
 # Output is float32 dB in [-100, ~100]; one float32 step there is 7.6e-6, so this allows a few steps.

@@ -15,7 +15,7 @@ import transformers
 from helpers import Broker, MqttCollector, PulseAudio, port_open, rms, tone, wait_for, write_wav
 from transformers import ClapFeatureExtractor, ClapModel, ClapProcessor, RobertaTokenizer
 
-from monitor.randommodel import build_random_clap
+from monitor.testing.randommodel import build_random_clap
 
 RATE = 48_000
 

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 from helpers import Broker, MqttCollector, concat, noise, tone, wait_for, write_wav
 
-from monitor.app import Monitor
-from monitor.audiofile import FileSource
 from monitor.config import Config, parse_config
-from monitor.integrations import Integrations, attach_integrations
-from monitor.types import Event, ScoredWindow
+from monitor.mqtt.telemetry import Integrations, attach_integrations
+from monitor.pipeline import Monitor
+from monitor.records import Event, ScoredWindow
+from monitor.sources.audiofile import FileSource
 
 PREFIX = "test/ha-node"
 NODE_ID = "test_node"

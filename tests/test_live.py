@@ -15,7 +15,7 @@ from helpers import Broker, MqttCollector, concat, silence, tone, wait_for, writ
 from procs import MonitorProcess
 from test_replay import BACKGROUND, LABELS, PREFIX, write_config
 
-from monitor.capture import Capture, CaptureError, resolve_input_device
+from monitor.sources.capture import Capture, CaptureError, resolve_input_device
 
 
 @pytest.fixture(scope="module")

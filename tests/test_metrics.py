@@ -21,10 +21,10 @@ from procs import MonitorProcess
 from prometheus_client.parser import text_string_to_metric_families
 from test_homeassistant import NODE_ID, PREFIX, RunningMonitor, audio_file, late_view, make_config, retained
 
-from monitor.app import Monitor
-from monitor.audiofile import FileSource
-from monitor.integrations import attach_integrations
-from monitor.metrics import health
+from monitor.mqtt.telemetry import attach_integrations
+from monitor.pipeline import Monitor
+from monitor.sinks.metrics import health
+from monitor.sources.audiofile import FileSource
 
 
 def http_get(url: str) -> tuple[int, str]:

@@ -14,7 +14,7 @@ from matplotlib.image import imread
 from test_clips import LoudnessScorer, beeps
 from test_homeassistant import RunningMonitor, make_config
 
-from monitor.plot import TimelineRecorder, timeline_figure
+from monitor.sinks.plot import TimelineRecorder, timeline_figure
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import pipeline
 
-from monitor.scorer import ClapScorer, LabelPrompts, ModelLoadError
+from monitor.inference.scorer import ClapScorer, LabelPrompts, ModelLoadError
 
 LABELS = ["glass breaking", "dog barking", "silence", "speech", "music"]
 

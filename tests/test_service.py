@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from monitor.capture import RingBuffer
-from monitor.service import notify, setup_logging, watchdog_interval
+from monitor.sources.capture import RingBuffer
+from monitor.systemd import notify, setup_logging, watchdog_interval
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = ROOT / "systemd" / "sound-monitor.service"

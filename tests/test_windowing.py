@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from monitor.queues import DropOldestQueue
-from monitor.windowing import StreamResampler, Windower, dbfs
+from monitor.core.queues import DropOldestQueue
+from monitor.core.windowing import StreamResampler, Windower, dbfs
 
 
 def cut(samples: np.ndarray, rate: int, block: int, window: float = 5.0, hop: float = 1.0) -> list:

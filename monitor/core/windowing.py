@@ -18,10 +18,10 @@ from typing import Protocol
 import numpy as np
 import soxr
 
-from .capture import CaptureError
-from .config import MODEL_SAMPLE_RATE
-from .queues import DropOldestQueue
-from .types import Window
+from monitor.config import MODEL_SAMPLE_RATE
+from monitor.core.queues import DropOldestQueue
+from monitor.records import Window
+from monitor.sources.capture import CaptureError
 
 log = logging.getLogger(__name__)
 

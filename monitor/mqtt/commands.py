@@ -20,12 +20,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
-from .config import Config, slugify
-from .detection import LabelRule
+from monitor import __version__
+from monitor.config import Config, slugify
+from monitor.core.detection import LabelRule
 
 if TYPE_CHECKING:
-    from .app import Monitor
+    from monitor.pipeline import Monitor
 
 log = logging.getLogger(__name__)
 
@@ -389,7 +389,7 @@ def _add_to_scorer(scorer: Any, name: str, prompts: list[str], background: set[s
     """Encode ``prompts`` for ``name`` and insert it before the background labels (worker thread)."""
     import torch
 
-    from .scorer import LabelPrompts
+    from monitor.inference.scorer import LabelPrompts
 
     current = scorer.label_embeddings()
     vec = scorer.encode_label(LabelPrompts(name, tuple(prompts)))

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import soundfile as sf
 
-from .config import MODEL_SAMPLE_RATE, Config
-from .types import Event
+from monitor.config import MODEL_SAMPLE_RATE, Config
+from monitor.records import Event
 
 if TYPE_CHECKING:
-    from .app import Monitor
+    from monitor.pipeline import Monitor
 
 log = logging.getLogger(__name__)
 

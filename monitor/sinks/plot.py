@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .types import Event, ScoredWindow
+from monitor.records import Event, ScoredWindow
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from .app import Monitor
+    from monitor.pipeline import Monitor
 
 
 class PlotUnavailable(RuntimeError):

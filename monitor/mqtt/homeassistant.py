@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from paho.mqtt.client import topic_matches_sub
 
-from . import __version__
-from .config import Config, slugify
-from .control import LabelRegistry, RuntimeLabel
-from .types import Event
+from monitor import __version__
+from monitor.config import Config, slugify
+from monitor.mqtt.commands import LabelRegistry, RuntimeLabel
+from monitor.records import Event
 
 if TYPE_CHECKING:
-    from .app import Monitor
+    from monitor.pipeline import Monitor
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,7 @@ from typing import Any, TextIO
 import numpy as np
 import soxr
 
-from .audiofile import AudioFileError, find_audio_files, read_audio
-from .config import (
+from monitor.config import (
     DEFAULT_MODEL,
     DEFAULT_PROMPT_TEMPLATE,
     MODEL_SAMPLE_RATE,
@@ -30,7 +29,8 @@ from .config import (
     Config,
     load_config,
 )
-from .scorer import LabelPrompts
+from monitor.inference.scorer import LabelPrompts
+from monitor.sources.audiofile import AudioFileError, find_audio_files, read_audio
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def resolve_settings(
 
 def config_labels(cfg: Config) -> list[LabelPrompts]:
     """The labels the live monitor scores for ``cfg`` (configured labels, then background labels)."""
-    from .app import scorer_labels  # the one definition of the monitor's label set
+    from monitor.pipeline import scorer_labels  # the one definition of the monitor's label set
 
     return scorer_labels(cfg)
 
@@ -167,7 +167,7 @@ def score_clip(scorer: Any, samples: np.ndarray, window_seconds: float, hop_seco
     Returns window starts, ends (seconds) and scores ``(windows, labels)``. A clip longer than a window always
     has at least one full window; the samples after the last full window are not scored.
     """
-    from .windowing import Windower
+    from monitor.core.windowing import Windower
 
     rate = MODEL_SAMPLE_RATE
     windower = Windower(window_seconds, hop_seconds, rate)
@@ -258,7 +258,7 @@ def run(
     out: TextIO | None = None,
 ) -> int:
     """The ``classify`` command: 0 if at least one file was scored, 1 if none could be (reasons on stderr)."""
-    from .scorer import ClapScorer, ModelLoadError
+    from monitor.inference.scorer import ClapScorer, ModelLoadError
 
     out = out or sys.stdout
     if top_k < 1:

@@ -11,7 +11,7 @@ import enum
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from .types import Event, ScoredWindow, utc_now_iso
+from monitor.records import Event, ScoredWindow, utc_now_iso
 
 
 @dataclass(frozen=True)

@@ -109,7 +109,7 @@ class ClapScorer:
         self._fast = None
         if fast_features:
             try:
-                from .features import TorchClapFeatures
+                from monitor.inference.features import TorchClapFeatures
 
                 self._fast = TorchClapFeatures(self.feature_extractor)
             except ImportError:

@@ -22,16 +22,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from .config import Config
-from .control import Controller, LabelRegistry
-from .types import ScoredWindow
+from monitor.config import Config
+from monitor.mqtt.commands import Controller, LabelRegistry
+from monitor.records import ScoredWindow
 
 if TYPE_CHECKING:
-    from .app import Monitor
-    from .clips import ClipRecorder
-    from .homeassistant import Discovery
-    from .metrics import Metrics, MetricsServer
-    from .plot import TimelineRecorder
+    from monitor.mqtt.homeassistant import Discovery
+    from monitor.pipeline import Monitor
+    from monitor.sinks.clips import ClipRecorder
+    from monitor.sinks.metrics import Metrics, MetricsServer
+    from monitor.sinks.plot import TimelineRecorder
 
 log = logging.getLogger(__name__)
 
@@ -121,14 +121,14 @@ def attach_integrations(monitor: Monitor, cfg: Config, plot: str | Path | None =
             out.telemetry = Telemetry(monitor, cfg)
             monitor.window_listeners.append(out.telemetry.on_window)
         if cfg.home_assistant.discovery:
-            from .homeassistant import Discovery
+            from monitor.mqtt.homeassistant import Discovery
 
             out.discovery = Discovery(monitor, cfg, out.registry)
             out.discovery.attach()
     if cfg.metrics.port is not None:
         _attach_metrics(out, monitor, cfg)
     if cfg.clips.enabled:
-        from .clips import ClipRecorder
+        from monitor.sinks.clips import ClipRecorder
 
         recorder = ClipRecorder(cfg)
         try:
@@ -137,7 +137,7 @@ def attach_integrations(monitor: Monitor, cfg: Config, plot: str | Path | None =
         except OSError as exc:
             log.error("clips: cannot use %s (%s); no clips will be written", cfg.clips.folder, exc)
     if plot is not None:
-        from .plot import TimelineRecorder, require_matplotlib
+        from monitor.sinks.plot import TimelineRecorder, require_matplotlib
 
         require_matplotlib()
         out.timeline = TimelineRecorder(monitor)
@@ -148,7 +148,7 @@ def attach_integrations(monitor: Monitor, cfg: Config, plot: str | Path | None =
 
 def _attach_metrics(out: Integrations, monitor: Monitor, cfg: Config) -> None:
     try:
-        from .metrics import Metrics, MetricsServer
+        from monitor.sinks.metrics import Metrics, MetricsServer
     except ImportError as exc:
         log.error("metrics.port is set but prometheus_client is missing (%s): pip install 'sound-monitor[metrics]'",
                   exc)

@@ -19,16 +19,16 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .adaptive import AdaptiveHop
-from .config import Config
-from .detection import Detector, LabelRule
-from .publisher import MqttPublisher
-from .queues import Closed, DropOldestQueue
-from .scorer import ClapScorer, LabelPrompts
-from .service import notify, watchdog_interval
-from .types import Event, ScoredWindow, Window
-from .windowing import AudioSource, WindowStage
-from .worker import InferenceWorker
+from monitor.config import Config
+from monitor.core.detection import Detector, LabelRule
+from monitor.core.queues import Closed, DropOldestQueue
+from monitor.core.windowing import AudioSource, WindowStage
+from monitor.inference.adaptive import AdaptiveHop
+from monitor.inference.scorer import ClapScorer, LabelPrompts
+from monitor.inference.worker import InferenceWorker
+from monitor.mqtt.publisher import MqttPublisher
+from monitor.records import Event, ScoredWindow, Window
+from monitor.systemd import notify, watchdog_interval
 
 log = logging.getLogger(__name__)
 

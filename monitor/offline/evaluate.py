@@ -29,9 +29,9 @@ from typing import Any, TextIO
 import numpy as np
 import soundfile as sf
 
-from .audiofile import AUDIO_EXTENSIONS, AudioFileError, find_audio_files, read_audio
-from .classify import to_model_rate
-from .config import DEFAULT_MODEL, DEFAULT_PROMPT_TEMPLATE, MODEL_SAMPLE_RATE
+from monitor.config import DEFAULT_MODEL, DEFAULT_PROMPT_TEMPLATE, MODEL_SAMPLE_RATE
+from monitor.offline.classify import to_model_rate
+from monitor.sources.audiofile import AUDIO_EXTENSIONS, AudioFileError, find_audio_files, read_audio
 
 log = logging.getLogger(__name__)
 
@@ -417,7 +417,7 @@ def evaluate(
     many different lengths pile up, so memory stays bounded on datasets of clips of varied length.
     """
     check_options(prompt_template, batch_size)
-    from .scorer import LabelPrompts
+    from monitor.inference.scorer import LabelPrompts
 
     prompts = [prompt_template.format(lbl) for lbl in dataset.labels]
     scorer.set_labels([LabelPrompts(lbl, (p,)) for lbl, p in zip(dataset.labels, prompts, strict=True)])
@@ -487,7 +487,7 @@ def evaluate(
 
 def results_dict(result: EvalResult) -> dict[str, Any]:
     """The content of ``results.json``."""
-    from . import __version__
+    from monitor import __version__
 
     ds = result.dataset
     per_class = result.per_class()
@@ -622,7 +622,7 @@ def run(
     out: TextIO | None = None,
 ) -> int:
     """The ``evaluate`` command: 0 when results were written, 1 on bad input (the reason on stderr)."""
-    from .scorer import ClapScorer, ModelLoadError
+    from monitor.inference.scorer import ClapScorer, ModelLoadError
 
     out = out or sys.stdout
     model = model or DEFAULT_MODEL

@@ -15,9 +15,9 @@ from typing import Protocol
 
 import numpy as np
 
-from .adaptive import AdaptiveHop
-from .queues import Closed, DropOldestQueue
-from .types import ScoredWindow, Window
+from monitor.core.queues import Closed, DropOldestQueue
+from monitor.inference.adaptive import AdaptiveHop
+from monitor.records import ScoredWindow, Window
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from .config import MqttConfig
-from .types import Event
+from monitor.config import MqttConfig
+from monitor.records import Event
 
 log = logging.getLogger(__name__)
 

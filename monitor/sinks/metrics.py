@@ -20,11 +20,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from . import __version__
-from .types import Event, ScoredWindow
+from monitor import __version__
+from monitor.records import Event, ScoredWindow
 
 if TYPE_CHECKING:
-    from .app import Monitor
+    from monitor.pipeline import Monitor
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ INFERENCE_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1
 
 def health(monitor: Monitor, now: float | None = None) -> tuple[bool, str]:
     """``(healthy, reason)``: ``monitor.healthy()`` and, when it is false, which part is stuck."""
-    from .app import STALL_SECONDS
+    from monitor.pipeline import STALL_SECONDS
 
     now = time.monotonic() if now is None else now
     if monitor.healthy(now):
