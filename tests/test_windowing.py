@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from monitor.core.queues import DropOldestQueue
-from monitor.core.windowing import StreamResampler, Windower, dbfs
+from monitor.core.resample import StreamResampler
+from monitor.core.windowing import Windower, dbfs
 
 
 def cut(samples: np.ndarray, rate: int, block: int, window: float = 5.0, hop: float = 1.0) -> list:

@@ -1,8 +1,7 @@
 """Windowing and resampling: a continuous stream at any rate in, fixed 48 kHz windows out.
 
-Resampling runs on the continuous stream with soxr's streaming resampler, never window by window:
-resampling each window on its own would put filter edge effects at every window boundary and make
-the output depend on where blocks happen to be cut. Windows are cut at fixed sample offsets of the
+Resampling runs on the continuous stream (:class:`monitor.core.resample.StreamResampler`), never window
+by window. Windows are cut at fixed sample offsets of the
 resampled stream, so they (and their scores) do not depend on the block size the device delivers.
 """
 
@@ -16,9 +15,9 @@ from collections.abc import Callable, Iterator
 from typing import Protocol
 
 import numpy as np
-import soxr
 
 from monitor.config import MODEL_SAMPLE_RATE
+from monitor.core.resample import StreamResampler
 from monitor.core.queues import DropOldestQueue
 from monitor.records import Window
 from monitor.sources.capture import CaptureError
@@ -34,27 +33,6 @@ def dbfs(samples: np.ndarray) -> float:
         return SILENCE_DBFS
     rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
     return max(SILENCE_DBFS, 20.0 * math.log10(rms)) if rms > 0 else SILENCE_DBFS
-
-
-class StreamResampler:
-    """Resample a mono float32 stream delivered in blocks of any size to ``out_rate``.
-
-    At equal rates samples pass through untouched, so a 48 kHz file's windows are bit-identical to its samples.
-    """
-
-    def __init__(self, in_rate: int, out_rate: int = MODEL_SAMPLE_RATE, quality: str = "HQ") -> None:
-        self.in_rate = int(in_rate)
-        self.out_rate = int(out_rate)
-        self._stream = None if self.in_rate == self.out_rate else soxr.ResampleStream(
-            self.in_rate, self.out_rate, 1, dtype="float32", quality=quality
-        )
-
-    def process(self, block: np.ndarray, last: bool = False) -> np.ndarray:
-        """Resample the next block; ``last=True`` flushes the filter's tail."""
-        block = np.ascontiguousarray(block, dtype=np.float32).reshape(-1)
-        if self._stream is None:
-            return block
-        return self._stream.resample_chunk(block, last=last)
 
 
 class Windower:
