@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -32,11 +31,6 @@ def _default_config() -> str:
     return DEFAULT_CONFIG_PATHS[0]
 
 
-def _print_json(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
-
-
 def load(args: argparse.Namespace) -> Config:
     """The config file with command-line overrides applied (raises ConfigError)."""
     cfg = load_config(args.config)
@@ -61,29 +55,13 @@ def _install_signal_handlers(stop: threading.Event) -> None:
 def _run_monitor(cfg: Config, source_factory: Callable[[], Any], live: bool, scores: bool,
                  plot: str | None = None) -> int:
     from monitor.inference.scorer import ModelLoadError
-    from monitor.mqtt.telemetry import attach_integrations
-    from monitor.pipeline import Monitor
-    from monitor.records import Event, ScoredWindow
-
-    def on_scores(sw: ScoredWindow) -> None:
-        _print_json({
-            "kind": "scores",
-            "window_start": round(sw.start, 3),
-            "window_end": round(sw.end, 3),
-            "level_dbfs": round(sw.dbfs, 2),
-            "skipped": sw.skipped or False,
-            "scores": sw.scores,
-        })
-
-    def on_event(ev: Event) -> None:
-        _print_json({"kind": "event", **ev.to_json_dict()})
+    from monitor.wiring import build_monitor
 
     stop = threading.Event()
     _install_signal_handlers(stop)
-    monitor = Monitor(cfg, source_factory, live=live, on_scores=on_scores if scores else None, on_event=on_event)
+    monitor = build_monitor(cfg, source_factory, live=live, scores=scores, plot=plot)
     try:
-        with attach_integrations(monitor, cfg, plot=plot):
-            return monitor.run(stop)
+        return monitor.run(stop)
     except ModelLoadError as exc:
         log.error("%s", exc)
         return 1

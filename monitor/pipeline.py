@@ -1,13 +1,15 @@
-"""One monitoring run, wired: source → windowing → inference → detection → MQTT and stdout.
+"""One monitoring run: source → windowing → inference → detection → sinks.
 
 Each stage runs on its own thread and owns its own state; they talk only through bounded queues:
 
     source.read() ─▶ WindowStage ─▶ DropOldestQueue[Window] ─▶ InferenceWorker
-                  ─▶ DropOldestQueue[ScoredWindow] ─▶ Monitor.run (this thread: Detector, publishing)
+                  ─▶ DropOldestQueue[ScoredWindow] ─▶ Monitor.run (this thread: Detector, sinks)
 
-The factory methods (``make_scorer``, ``make_publisher``) are the seams where a caller swaps a part.
-Extensions (Home Assistant discovery, metrics, clips...) attach through the listener lists and the
-``on_started``/``on_stopping`` hooks, and change state owned by this thread through ``call_soon``.
+Labels come from the :class:`~monitor.labels.LabelRegistry`: the inference thread applies changes to the scorer,
+and this thread, at the top of its loop, derives the detector's rules from the applied set and hands it to
+the sinks. Sinks (stdout, MQTT, metrics, clips, the plot) get what they need at construction; the pipeline
+knows them only as :class:`~monitor.sinks.Sink`. An event passes through the ``annotators`` (e.g. the clip
+recorder naming its clip) before any sink sees it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,10 +27,10 @@ from monitor.core.detection import Detector, LabelRule
 from monitor.core.queues import Closed, DropOldestQueue
 from monitor.core.windowing import AudioSource, WindowStage
 from monitor.inference.adaptive import AdaptiveHop
-from monitor.inference.scorer import ClapScorer, LabelPrompts
-from monitor.inference.worker import InferenceWorker
-from monitor.mqtt.publisher import MqttPublisher
+from monitor.inference.worker import InferenceWorker, Scorer
+from monitor.labels import LabelRegistry, LabelSet
 from monitor.records import Event, ScoredWindow, Window
+from monitor.sinks import Sink
 from monitor.systemd import notify, watchdog_interval
 
 log = logging.getLogger(__name__)
@@ -35,22 +38,27 @@ log = logging.getLogger(__name__)
 STALL_SECONDS = 15.0  # no progress for this long = unhealthy (watchdog stops, /healthz fails)
 SHUTDOWN_SECONDS = 4.0  # SIGTERM to exit stays under systemd's and the issue's 5 s
 
-
-def scorer_labels(cfg: Config) -> list[LabelPrompts]:
-    """Every label the model scores: the configured labels, then the background labels."""
-    out = [LabelPrompts(lbl.name, tuple(cfg.label_prompts(lbl))) for lbl in cfg.labels]
-    out += [LabelPrompts(b, (cfg.prompt_template.format(b),)) for b in cfg.background]
-    return out
+AudioTap = Callable[[int, np.ndarray], None]
+Annotator = Callable[[Event], Event]
 
 
-def detection_rules(cfg: Config) -> list[LabelRule]:
-    """Detector rules for the configured (non-background) labels."""
-    return [LabelRule(lbl.name, lbl.slug, cfg.label_threshold(lbl), lbl.enabled) for lbl in cfg.labels]
+@dataclass(frozen=True)
+class PipelineStats:
+    """Counters of one run, read at any time from any thread (each a plain read of its owner's counter)."""
+
+    windows_scored: int = 0
+    windows_skipped: int = 0
+    windows_idle_skipped: int = 0
+    windows_dropped: int = 0
+    inference_errors: int = 0
+    queue_depth: int = 0
+    capture_overruns: int = 0
+    capture_lost_samples: int = 0
 
 
-def adaptive_thresholds(rules: list[LabelRule]) -> dict[str, float]:
-    """Thresholds the adaptive hop watches: labels that can fire."""
-    return {r.name: r.threshold for r in rules if r.enabled}
+def detection_rules(labels: LabelSet) -> list[LabelRule]:
+    """Detector rules for a label set (background labels never fire)."""
+    return [LabelRule(lbl.name, lbl.label_id, lbl.threshold, lbl.enabled) for lbl in labels.labels]
 
 
 class Monitor:
@@ -60,27 +68,25 @@ class Monitor:
         self,
         cfg: Config,
         source_factory: Callable[[], AudioSource],
+        registry: LabelRegistry,
         live: bool,
-        on_scores: Callable[[ScoredWindow], None] | None = None,
-        on_event: Callable[[Event], None] | None = None,
-        scorer: ClapScorer | None = None,
+        sinks: Sequence[Sink] = (),
+        scorer: Scorer | None = None,
+        taps: Sequence[AudioTap] = (),
+        annotators: Sequence[Annotator] = (),
     ) -> None:
         self.cfg = cfg
         self.live = live
+        self.registry = registry
         self.source_factory = source_factory
         self.scorer = scorer
-        # Called on this (the main) thread for every scored window / event, in order.
-        self.window_listeners: list[Callable[[ScoredWindow], None]] = [on_scores] if on_scores else []
-        self.event_listeners: list[Callable[[Event], None]] = [on_event] if on_event else []
-        # Called on the windowing thread with (first sample index, 48 kHz samples) of the resampled stream.
-        self.audio_taps: list[Callable[[int, np.ndarray], None]] = []
-        # Called once every stage exists (before audio flows) and when shutdown begins.
-        self.on_started: list[Callable[[Monitor], None]] = []
-        self.on_stopping: list[Callable[[Monitor], None]] = []
-        self._calls: DropOldestQueue[Callable[[], None]] = DropOldestQueue(1000)
-        self.publisher: MqttPublisher | None = None
+        self.sinks = list(sinks)
+        self.taps = list(taps)
+        self.annotators = list(annotators)
+        labels = registry.applied()
+        self._labels_version = labels.version
         self.detector = Detector(
-            detection_rules(cfg),
+            detection_rules(labels),
             node=cfg.node_name(),
             min_hits=cfg.detection.min_hits,
             end_after_seconds=cfg.detection.end_after_seconds,
@@ -92,14 +98,12 @@ class Monitor:
         self.worker: InferenceWorker | None = None
         self._last_drop_log = 0.0
 
-    # --- factories (seams) -------------------------------------------------------------------------
-    def make_scorer(self) -> ClapScorer:
-        """Load the model and encode the labels (the slow part of start-up)."""
-        inf = self.cfg.inference
-        scorer = ClapScorer(self.cfg.model, threads=inf.threads, precision=inf.precision)
-        scorer.set_labels(scorer_labels(self.cfg))
-        scorer.free_text_tower()
-        return scorer
+    # --- parts -------------------------------------------------------------------------------------
+    def make_scorer(self) -> Scorer:
+        """Load the model with the registry's labels (the slow part of start-up)."""
+        from monitor.inference.loading import load_scorer
+
+        return load_scorer(self.cfg.model, self.cfg.inference, self.registry.current().scored())
 
     def make_adaptive(self) -> AdaptiveHop | None:
         """The adaptive-hop policy, or None when ``audio.idle_hop_seconds`` is not set."""
@@ -111,16 +115,44 @@ class Monitor:
             margin=a.adaptive_margin,
             level_jump_db=a.adaptive_level_jump_db,
             hold=max(1, round(a.window_seconds / a.hop_seconds)),
-            thresholds=adaptive_thresholds(self.detector.rules),
+            thresholds=self.registry.applied().thresholds(),
         )
 
-    def make_publisher(self) -> MqttPublisher | None:
-        """The MQTT publisher, or None when the config has no ``mqtt`` section."""
-        return MqttPublisher(self.cfg.mqtt) if self.cfg.mqtt is not None else None
+    # --- state for other threads -------------------------------------------------------------------
+    def health(self, now: float | None = None) -> tuple[bool, str]:
+        """``(healthy, reason)``: capture and inference both making progress. Behind the systemd watchdog,
+        ``/healthz`` and the health metric alike."""
+        now = time.monotonic() if now is None else now
+        stage, worker = self.stage, self.worker
+        if stage is None or worker is None:
+            return False, "starting: loading the model"
+        if now - stage.last_progress >= STALL_SECONDS:
+            return False, f"no audio from the input for {now - stage.last_progress:.0f} s"
+        if not worker.alive:
+            return False, "the inference thread has stopped"
+        if worker.stalled(now, STALL_SECONDS):
+            return False, f"one inference has been running for over {STALL_SECONDS:g} s"
+        if now - worker.last_progress >= STALL_SECONDS:
+            return False, f"inference has made no progress for {now - worker.last_progress:.0f} s"
+        return True, "ok"
 
-    def call_soon(self, fn: Callable[[], None]) -> None:
-        """Run ``fn`` on the main thread (the owner of the detector and the listeners), from any thread."""
-        self._calls.put(fn, block=True, timeout=5)
+    def stats(self) -> PipelineStats:
+        """The run's counters now."""
+        worker, stage = self.worker, self.stage
+        source = stage.source if stage is not None else None
+        overruns, lost = _capture_counts(source)
+        if worker is None:
+            return PipelineStats(windows_dropped=self.windows.dropped, queue_depth=len(self.windows))
+        return PipelineStats(
+            windows_scored=worker.scored,
+            windows_skipped=worker.skipped,
+            windows_idle_skipped=worker.idle_skipped,
+            windows_dropped=self.windows.dropped,
+            inference_errors=worker.errors,
+            queue_depth=len(self.windows),
+            capture_overruns=overruns,
+            capture_lost_samples=lost,
+        )
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def _window_dropped(self, window: Window) -> None:
@@ -130,51 +162,28 @@ class Monitor:
             log.warning("inference is behind: dropped window at %.1f s (%d dropped so far)", window.start,
                         self.windows.dropped)
 
-    def healthy(self, now: float | None = None) -> bool:
-        """Capture and inference are both making progress."""
-        now = time.monotonic() if now is None else now
-        stage, worker = self.stage, self.worker
-        if stage is None or worker is None:
-            return False
-        return (
-            now - stage.last_progress < STALL_SECONDS
-            and worker.alive
-            and not worker.stalled(now, STALL_SECONDS)
-            and now - worker.last_progress < STALL_SECONDS
-        )
-
     def run(self, stop: threading.Event) -> int:
         """Run until the source ends or ``stop`` is set; returns the process exit code."""
         if self.scorer is None:
             self.scorer = self.make_scorer()
         if stop.is_set():
             return 0
-        self.publisher = self.make_publisher()
-        if self.publisher is not None:
-            for rule in self.detector.rules:  # a crash may have left a retained ON behind
-                self.publisher.set_state(rule.label_id, False)
-            self.publisher.start()
         source = self.source_factory()
-        self.stage = WindowStage(
-            source,
-            self.windows,
-            self.cfg.audio.window_seconds,
-            self.cfg.audio.hop_seconds,
-            reopen=self.source_factory if self.live else None,
-            live=self.live,
-            taps=self.audio_taps,
-        )
+        self.stage = WindowStage(source, self.windows, self.cfg.audio.window_seconds, self.cfg.audio.hop_seconds,
+                                 live=self.live, taps=self.taps)
         self.worker = InferenceWorker(
-            self.scorer, self.windows, self.results, min_dbfs=self.cfg.audio.min_dbfs,
+            self.scorer, self.registry, self.windows, self.results, min_dbfs=self.cfg.audio.min_dbfs,
             max_batch=self.cfg.inference.max_batch, adaptive=self.make_adaptive(),
         )
-        for hook in self.on_started:
-            hook(self)
-        self.worker.start()
-        self.stage.start()
-        notify("READY=1")
-        log.info("listening for: %s", ", ".join(r.name for r in self.detector.rules))
         try:
+            for sink in self.sinks:
+                sink.start()
+            for sink in self.sinks:
+                sink.on_labels(self.registry.applied())
+            self.worker.start()
+            self.stage.start()
+            notify("READY=1")
+            log.info("listening for: %s", ", ".join(r.name for r in self.detector.rules))
             return self._loop(stop)
         finally:
             self._shutdown()
@@ -186,12 +195,11 @@ class Monitor:
         clock = 0.0  # replay: the stream clock (end of the latest window)
         stop_deadline: float | None = None
         while True:
-            self._run_calls()
+            now = time.monotonic() if self.live else clock
+            self._pull_labels(now)
             if stop.is_set() and stop_deadline is None:
                 log.info("stopping")
                 notify("STOPPING=1")
-                for hook in self.on_stopping:
-                    hook(self)
                 stop_deadline = time.monotonic() + SHUTDOWN_SECONDS / 2
                 self.stage.stop()
             if stop_deadline is not None and time.monotonic() > stop_deadline:
@@ -205,40 +213,36 @@ class Monitor:
             if scored is not None:
                 if not self.live:
                     clock = now = scored.mono_end
-                self._handle(scored, now)
+                for sink in self.sinks:
+                    sink.on_window(scored)
+                self.emit(self.detector.update(scored, now))
             if self.live:
                 self.emit(self.detector.tick(now))
-            if ping_every is not None and time.monotonic() - last_ping >= ping_every and self.healthy():
+            if ping_every is not None and time.monotonic() - last_ping >= ping_every and self.health()[0]:
                 notify("WATCHDOG=1")
                 last_ping = time.monotonic()
         self.emit(self.detector.flush(time.monotonic() if self.live else clock))
-        if self.stage.error is not None:
-            return 1
-        return 0
+        return 1 if self.stage.error is not None else 0
 
-    def _run_calls(self) -> None:
-        while True:
-            fn = self._calls.get(timeout=0)
-            if fn is None:
-                return
-            try:
-                fn()
-            except Exception:  # a failing extension must not stop the monitor
-                log.exception("deferred call failed")
-
-    def _handle(self, scored: ScoredWindow, now: float) -> None:
-        for listener in self.window_listeners:
-            listener(scored)
-        self.emit(self.detector.update(scored, now))
+    def _pull_labels(self, now: float) -> None:
+        """Follow the registry's applied label set: detector rules first, then the sinks."""
+        labels = self.registry.applied()
+        if labels.version == self._labels_version:
+            return
+        self._labels_version = labels.version
+        # Ending the events of labels removed or disabled publishes their OFF before the sinks drop them.
+        self.emit(self.detector.set_rules(detection_rules(labels), now))
+        for sink in self.sinks:
+            sink.on_labels(labels)
 
     def emit(self, events: list[Event]) -> None:
-        """Log, hand to the listeners and publish events (main thread)."""
+        """Annotate, log and hand events to the sinks (main thread)."""
         for event in events:
+            for annotate in self.annotators:
+                event = annotate(event)
             log.info("%s %s (score %.3f, peak %.3f)", event.type, event.label, event.score, event.peak_score)
-            for listener in self.event_listeners:
-                listener(event)
-            if self.publisher is not None:
-                self.publisher.publish_event(event)
+            for sink in self.sinks:
+                sink.on_event(event)
 
     def _shutdown(self) -> None:
         if self.stage is not None:
@@ -247,5 +251,16 @@ class Monitor:
         self.windows.close()
         if self.worker is not None:
             self.worker.join(1.0)
-        if self.publisher is not None:
-            self.publisher.stop(timeout=2.0)
+        for sink in self.sinks:
+            try:
+                sink.stop()
+            except Exception:  # one sink failing to close must not keep the others from closing
+                log.exception("closing %s failed", type(sink).__name__)
+
+
+def _capture_counts(source: object) -> tuple[int, int]:
+    """(overruns, lost samples) a source reports; 0 for sources without a capture ring (files)."""
+    ring = getattr(source, "ring", None)
+    if ring is None:
+        return 0, 0
+    return ring.overruns, ring.lost_samples

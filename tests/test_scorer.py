@@ -94,6 +94,7 @@ def test_several_prompts_average_embeddings(scorer: ClapScorer) -> None:
     emb = scorer.encode_prompts(prompts)
     s2 = ClapScorer.__new__(ClapScorer)
     s2.__dict__.update(scorer.__dict__)
+    s2._cache = {}  # its own label cache, not the shared fixture's
     s2.set_labels([LabelPrompts("dog", prompts), LabelPrompts("cat", ("a cat",))])
     expected = torch.nn.functional.normalize(emb.mean(0), dim=-1)
     torch.testing.assert_close(s2.label_embeddings()["dog"], expected)

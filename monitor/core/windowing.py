@@ -17,8 +17,8 @@ from typing import Protocol
 import numpy as np
 
 from monitor.config import MODEL_SAMPLE_RATE
-from monitor.core.resample import StreamResampler
 from monitor.core.queues import DropOldestQueue
+from monitor.core.resample import StreamResampler
 from monitor.records import Window
 from monitor.sources.capture import CaptureError
 

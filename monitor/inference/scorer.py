@@ -14,25 +14,20 @@ import os
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from monitor.labels import LabelPrompts
+
+__all__ = ["ClapScorer", "LabelPrompts", "ModelLoadError", "bf16_supported", "default_threads"]
 
 log = logging.getLogger(__name__)
 
 
 class ModelLoadError(RuntimeError):
     """The checkpoint cannot be loaded; the message names the model id or folder."""
-
-
-@dataclass(frozen=True)
-class LabelPrompts:
-    """A label and the prompt texts that describe it (already formatted with the template)."""
-
-    name: str
-    prompts: tuple[str, ...]
 
 
 def _release_checkpoint_pages() -> int:
@@ -120,6 +115,7 @@ class ClapScorer:
         self._set_precision(precision)
         self.labels: list[str] = []
         self._text: torch.Tensor | None = None
+        self._cache: dict[tuple[str, ...], torch.Tensor] = {}  # prompts → label embedding
         log.info("loaded %s in %.1f s", model, time.monotonic() - t0)
 
     def _set_precision(self, precision: str) -> None:
@@ -172,31 +168,47 @@ class ClapScorer:
             del text
             gc.collect()
 
+    def sync_labels(self, labels: Sequence[LabelPrompts]) -> dict[str, str]:
+        """Score exactly ``labels`` (in order) from now on; returns name → reason for labels left out.
+
+        Only labels whose prompts were never encoded run the text tower, all of them in one batch (one reload
+        of a freed text tower however many labels a burst of commands added). If that encoding fails, the
+        new labels are left out and named in the result; the others keep scoring.
+        """
+        missing = [lbl for lbl in labels if lbl.prompts not in self._cache]
+        failed: dict[str, str] = {}
+        if missing:
+            try:
+                emb = self.encode_prompts([p for lbl in missing for p in lbl.prompts])
+            except Exception as exc:  # noqa: BLE001 - any failure of the text side is reported per label
+                log.error("cannot encode the prompts of %s: %s", ", ".join(lbl.name for lbl in missing), exc)
+                failed = {lbl.name: f"cannot encode the prompts: {exc}" for lbl in missing}
+            else:
+                i = 0
+                for lbl in missing:
+                    self._cache[lbl.prompts] = _mean_direction(emb[i : i + len(lbl.prompts)])
+                    i += len(lbl.prompts)
+        keep = [lbl for lbl in labels if lbl.name not in failed]
+        if keep:
+            self._text = torch.stack([self._cache[lbl.prompts] for lbl in keep])
+        self.labels = [lbl.name for lbl in keep]
+        wanted = {lbl.prompts for lbl in keep}
+        for key in [k for k in self._cache if k not in wanted]:  # bounded by the label set
+            del self._cache[key]
+        return failed
+
     def set_labels(self, labels: Sequence[LabelPrompts]) -> None:
         """Encode every label's prompts; a label's embedding is the normalised mean of its prompts'."""
         if not labels:
             raise ValueError("at least one label is needed")
-        emb = self.encode_prompts([p for lbl in labels for p in lbl.prompts])
-        rows, i = [], 0
-        for lbl in labels:
-            rows.append(_mean_direction(emb[i : i + len(lbl.prompts)]))
-            i += len(lbl.prompts)
-        self._text = torch.stack(rows)
-        self.labels = [lbl.name for lbl in labels]
-
-    def encode_label(self, label: LabelPrompts) -> torch.Tensor:
-        """One label's embedding (one text encoding), e.g. for a label added at run time."""
-        return _mean_direction(self.encode_prompts(label.prompts))
+        failed = self.sync_labels(labels)
+        if failed:
+            raise ModelLoadError(f"model '{self.model_id}': {next(iter(failed.values()))}")
 
     def label_embeddings(self) -> dict[str, torch.Tensor]:
-        """Current label → text embedding (to extend the set without re-encoding the rest)."""
+        """Current label → text embedding."""
         assert self._text is not None
         return {name: self._text[i] for i, name in enumerate(self.labels)}
-
-    def set_label_embeddings(self, names: Sequence[str], embeddings: torch.Tensor) -> None:
-        """Install already-encoded label embeddings (rows unit-norm)."""
-        self._text = embeddings
-        self.labels = list(names)
 
     def free_text_tower(self) -> None:
         """Drop the text tower once prompts are encoded (saves ~500 MB on the real checkpoint)."""

@@ -2,7 +2,9 @@
 
 It takes windows from a bounded queue (which drops the oldest when the model falls behind, so
 latency stays bounded), applies the loudness gate, scores whatever is pending as one batch and hands
-:class:`ScoredWindow` records to the results queue.
+:class:`ScoredWindow` records to the results queue. At the top of its loop it pulls the label registry:
+when the wanted labels changed, it syncs the scorer (text embeddings) and the adaptive hop's thresholds,
+then reports the version applied (:meth:`monitor.labels.LabelRegistry.settle`).
 """
 
 from __future__ import annotations
@@ -10,13 +12,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
 
 from monitor.core.queues import Closed, DropOldestQueue
 from monitor.inference.adaptive import AdaptiveHop
+from monitor.labels import LabelPrompts, LabelRegistry
 from monitor.records import ScoredWindow, Window
 
 log = logging.getLogger(__name__)
@@ -31,6 +34,10 @@ class Scorer(Protocol):
         """Scores (batch, len(labels))."""
         ...
 
+    def sync_labels(self, labels: Sequence[LabelPrompts]) -> dict[str, str]:
+        """Score exactly ``labels`` from now on; name → reason for those that cannot be."""
+        ...
+
 
 class InferenceWorker:
     """Scores windows on its own thread until the input queue is closed and drained."""
@@ -38,6 +45,7 @@ class InferenceWorker:
     def __init__(
         self,
         scorer: Scorer,
+        registry: LabelRegistry,
         windows: DropOldestQueue[Window],
         results: DropOldestQueue[ScoredWindow],
         min_dbfs: float | None = None,
@@ -45,6 +53,8 @@ class InferenceWorker:
         adaptive: AdaptiveHop | None = None,
     ) -> None:
         self.scorer = scorer
+        self.registry = registry
+        self._labels_version = registry.applied().version  # the scorer was loaded with these
         self.windows = windows
         self.results = results
         self.min_dbfs = min_dbfs
@@ -56,10 +66,7 @@ class InferenceWorker:
         self.errors = 0
         self.busy_since: float | None = None
         self.last_progress = time.monotonic()
-        self._jobs: list[Callable[[], None]] = []
-        self._jobs_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
-        self.on_inference: Callable[[float, int], None] | None = None
 
     def start(self) -> None:
         """Start the thread."""
@@ -75,31 +82,30 @@ class InferenceWorker:
         """Whether the thread is running."""
         return self._thread.is_alive()
 
-    def call_soon(self, job: Callable[[], None]) -> None:
-        """Run ``job`` on the worker thread before the next batch (the scorer has one owner)."""
-        with self._jobs_lock:
-            self._jobs.append(job)
-
     def stalled(self, now: float, limit: float) -> bool:
         """True when one inference has been running for more than ``limit`` seconds."""
         return self.busy_since is not None and now - self.busy_since > limit
 
-    def _run_jobs(self) -> None:
-        with self._jobs_lock:
-            jobs, self._jobs = self._jobs, []
-        for job in jobs:
-            try:
-                job()
-            except Exception:
-                log.exception("worker job failed")
+    def _sync_labels(self) -> None:
+        wanted = self.registry.current()
+        if wanted.version == self._labels_version:
+            return
+        self.busy_since = time.monotonic()
+        try:
+            failed = self.scorer.sync_labels(wanted.scored())
+        finally:
+            self.busy_since = None
+        if self.adaptive is not None:
+            self.adaptive.set_thresholds(wanted.without(failed).thresholds())
+        self._labels_version = wanted.version
+        self.registry.settle(wanted, failed)
 
     def _run(self) -> None:
         while True:
-            self._run_jobs()
+            self._sync_labels()
             try:
                 batch = self.windows.get_batch(self.max_batch, timeout=0.5)
             except Closed:
-                self._run_jobs()
                 self.results.close()
                 return
             self.last_progress = time.monotonic()
@@ -134,8 +140,6 @@ class InferenceWorker:
                 names = self.scorer.labels
                 for w, row in zip(todo, matrix, strict=True):
                     scores[w.index] = {n: float(s) for n, s in zip(names, row, strict=True)}
-                if self.on_inference is not None:
-                    self.on_inference(elapsed, len(todo))
         for w in batch:
             reason = reasons[w.index]
             if not reason and w.index not in scores:

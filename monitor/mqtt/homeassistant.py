@@ -3,26 +3,32 @@ and a ``sensor`` for the level.
 
 Topics are ``<discovery_prefix>/<component>/<node_id>/<object_id>/config`` (retained). ``node_id`` is the
 node name's slug and ``object_id`` the label id, so ``unique_id``s stay the same across restarts. Discovery is
-published when the run starts, after every reconnect, whenever Home Assistant announces ``online`` on
-``<discovery_prefix>/status``, and for labels added at run time. Stale entities (a label taken out of the
-config, or removed at run time) are deleted with an empty retained payload: on connect the monitor subscribes
-to its own discovery topics, and any retained config the broker holds that no current label explains is removed.
+published after every connect, whenever Home Assistant announces ``online`` on ``<discovery_prefix>/status``,
+and for labels added at run time; a label removed at run time loses its entities.
+
+Stale entities (a label taken out of the config) are deleted with an empty retained payload. On every
+connect the monitor subscribes to its own discovery topics, collects the retained configs the broker holds,
+and then makes a round trip: it publishes a token on a private topic it also subscribes to. The broker
+delivers in order, so when the token comes back every retained config has arrived; what no current label
+explains is then deleted. Shutdown waits for that sweep (:meth:`Discovery.wait_swept`), so even a run
+shorter than a second cleans up, and nothing depends on how long anything takes.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+import threading
+import uuid
+from typing import Any
 
 from paho.mqtt.client import topic_matches_sub
 
 from monitor import __version__
-from monitor.config import Config, slugify
-from monitor.mqtt.commands import LabelRegistry, RuntimeLabel
+from monitor.config import Config
+from monitor.labels import Label, LabelRegistry, LabelSet
+from monitor.mqtt.publisher import MqttPublisher
+from monitor.mqtt.topics import Topics
 from monitor.records import Event
-
-if TYPE_CHECKING:
-    from monitor.pipeline import Monitor
 
 log = logging.getLogger(__name__)
 
@@ -33,28 +39,24 @@ LEVEL_OBJECT_ID = "level"
 class Discovery:
     """Publishes and withdraws the Home Assistant discovery configs of one node."""
 
-    def __init__(self, monitor: Monitor, cfg: Config, registry: LabelRegistry) -> None:
+    def __init__(self, cfg: Config, registry: LabelRegistry, publisher: MqttPublisher, topics: Topics) -> None:
         assert cfg.mqtt is not None
-        self.monitor = monitor
         self.cfg = cfg
         self.registry = registry
-        self.prefix = cfg.mqtt.resolved_prefix()
-        self.discovery_prefix = cfg.home_assistant.discovery_prefix
-        self.node_id = slugify(cfg.node_name())
-        self.status_topic = f"{self.discovery_prefix}/status"
-        self.own_topics = f"{self.discovery_prefix}/+/{self.node_id}/+/config"
-        self.availability_topic = f"{self.prefix}/availability"
-        self.level_topic = f"{self.prefix}/level"
+        self.publisher = publisher
+        self.topics = topics
+        self.publish_level = cfg.mqtt.publish_level
+        self.qos = cfg.mqtt.qos
+        self._lock = threading.Lock()
+        self._seen: set[str] = set()  # retained discovery topics of this node received since the last connect
+        self._token = ""
+        self._swept = threading.Event()
 
     # --- payloads ----------------------------------------------------------------------------------
-    def config_topic(self, component: str, object_id: str) -> str:
-        """``<discovery_prefix>/<component>/<node_id>/<object_id>/config``."""
-        return f"{self.discovery_prefix}/{component}/{self.node_id}/{object_id}/config"
-
     def device(self) -> dict[str, Any]:
         """The device block every entity of this node shares (so Home Assistant groups them)."""
         return {
-            "identifiers": [f"sound_monitor_{self.node_id}"],
+            "identifiers": [f"sound_monitor_{self.topics.node_id}"],
             "name": f"Sound monitor {self.cfg.node_name()}",
             "model": f"CLAP zero-shot ({self.cfg.model})",
             "manufacturer": "sound-monitor",
@@ -64,30 +66,30 @@ class Discovery:
     def _common(self) -> dict[str, Any]:
         return {
             "availability": [
-                {"topic": self.availability_topic, "payload_available": "online", "payload_not_available": "offline"}
+                {"topic": self.topics.availability, "payload_available": "online", "payload_not_available": "offline"}
             ],
             "device": self.device(),
             "origin": {"name": "sound-monitor", "sw_version": __version__},
-            "qos": self.cfg.mqtt.qos if self.cfg.mqtt else 1,
+            "qos": self.qos,
         }
 
-    def label_configs(self, label: RuntimeLabel) -> dict[str, dict[str, Any]]:
+    def label_configs(self, label: Label) -> dict[str, dict[str, Any]]:
         """Discovery topic → payload for one label: a sound binary_sensor and an event entity."""
-        base = f"sound_monitor_{self.node_id}_{label.label_id}"
+        base = f"sound_monitor_{self.topics.node_id}_{label.label_id}"
         return {
-            self.config_topic("binary_sensor", label.label_id): {
+            self.topics.discovery("binary_sensor", label.label_id): {
                 "name": label.name,
                 "unique_id": f"{base}_sound",
                 "device_class": "sound",
-                "state_topic": f"{self.prefix}/{label.label_id}/state",
+                "state_topic": self.topics.state(label.label_id),
                 "payload_on": "ON",
                 "payload_off": "OFF",
                 **self._common(),
             },
-            self.config_topic("event", label.label_id): {
+            self.topics.discovery("event", label.label_id): {
                 "name": f"{label.name} event",
                 "unique_id": f"{base}_event",
-                "state_topic": self.event_topic(label.label_id),
+                "state_topic": self.topics.label_event(label.label_id),
                 "event_types": ["start", "end"],
                 **self._common(),
             },
@@ -96,10 +98,10 @@ class Discovery:
     def level_config(self) -> dict[str, dict[str, Any]]:
         """Discovery topic → payload of the level sensor (dBFS of each window)."""
         return {
-            self.config_topic("sensor", LEVEL_OBJECT_ID): {
+            self.topics.discovery("sensor", LEVEL_OBJECT_ID): {
                 "name": "Sound level",
-                "unique_id": f"sound_monitor_{self.node_id}_level",
-                "state_topic": self.level_topic,
+                "unique_id": f"sound_monitor_{self.topics.node_id}_level",
+                "state_topic": self.topics.level,
                 "unit_of_measurement": "dB",
                 "state_class": "measurement",
                 "suggested_display_precision": 1,
@@ -108,84 +110,83 @@ class Discovery:
             }
         }
 
-    def configs(self) -> dict[str, dict[str, Any]]:
-        """Every discovery config this node should have right now."""
+    def configs(self, labels: LabelSet | None = None) -> dict[str, dict[str, Any]]:
+        """Every discovery config this node should have for ``labels`` (default: the applied set)."""
+        labels = labels if labels is not None else self.registry.applied()
         out: dict[str, dict[str, Any]] = {}
-        for label in self.registry.snapshot():
+        for label in labels.labels:
             out.update(self.label_configs(label))
-        if self.cfg.mqtt is not None and self.cfg.mqtt.publish_level:
+        if self.publish_level:
             out.update(self.level_config())
         return out
 
-    def event_topic(self, label_id: str) -> str:
-        """Where a label's event entity reads ``{"event_type": ...}``."""
-        return f"{self.prefix}/{label_id}/event"
+    # --- lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Listen for Home Assistant's status and this node's retained configs (call before connecting)."""
+        self.publisher.add_message_handler(self._on_message)
+        self.publisher.on_connect(self._connected)
+        for topic in (self.topics.ha_status, self.topics.own_discovery, self.topics.discovery_sync):
+            self.publisher.subscribe(topic)
 
-    # --- publishing --------------------------------------------------------------------------------
-    def attach(self) -> None:
-        """Hook into the monitor (call before ``Monitor.run``)."""
-        self.monitor.on_started.append(self._started)
-        self.monitor.event_listeners.append(self.on_event)
-        self.registry.listeners.append(self.on_label_change)
-
-    def _started(self, monitor: Monitor) -> None:
-        publisher = monitor.publisher
-        if publisher is None:
-            return
+    def _connected(self) -> None:
+        # Network thread, after the subscriptions were sent: announce, then start the sweep's round trip.
         self.announce()
-        publisher.on_connect(self.announce)  # a broker restarted without persistence has forgotten them
-        publisher.add_message_handler(self._on_message)
-        publisher.subscribe(self.status_topic)
-        publisher.subscribe(self.own_topics)
+        with self._lock:
+            self._seen.clear()
+            self._token = uuid.uuid4().hex
+            self._swept.clear()
+            token = self._token
+        self.publisher.publish(self.topics.discovery_sync, token, qos=1)
 
     def announce(self) -> None:
         """Publish every current discovery config, retained."""
-        publisher = self.monitor.publisher
-        if publisher is None:
-            return
         for topic, payload in self.configs().items():
-            publisher.publish(topic, payload, retain=True)
+            self.publisher.publish(topic, payload, retain=True)
 
-    def on_label_change(self, kind: str, label: RuntimeLabel) -> None:
+    def labels_changed(self, old: LabelSet, new: LabelSet) -> None:
         """A label added at run time gets its entities; a removed one loses them (and its retained state)."""
-        publisher = self.monitor.publisher
-        if publisher is None:
-            return
-        if kind == "added":
-            for topic, payload in self.label_configs(label).items():
-                publisher.publish(topic, payload, retain=True)
-        elif kind == "removed":
-            self._withdraw(label.label_id)
-
-    def _withdraw(self, label_id: str) -> None:
-        publisher = self.monitor.publisher
-        assert publisher is not None
-        for component in LABEL_COMPONENTS:
-            publisher.publish(self.config_topic(component, label_id), b"", retain=True)
-        publisher.publish(f"{self.prefix}/{label_id}/state", b"", retain=True)
+        before = {lbl.label_id for lbl in old.labels}
+        after = {lbl.label_id for lbl in new.labels}
+        for label in new.labels:
+            if label.label_id not in before:
+                for topic, payload in self.label_configs(label).items():
+                    self.publisher.publish(topic, payload, retain=True)
+        for label_id in before - after:
+            for component in LABEL_COMPONENTS:
+                self.publisher.publish(self.topics.discovery(component, label_id), b"", retain=True)
+            self.publisher.publish(self.topics.state(label_id), b"", retain=True)
 
     def on_event(self, event: Event) -> None:
         """``{"event_type": "start"|"end", ...}`` on the label's event topic (for its event entity)."""
-        if self.monitor.publisher is not None:
-            self.monitor.publisher.publish(self.event_topic(event.label_id),
-                                           {"event_type": event.type, **event.to_json_dict()})
+        self.publisher.publish(self.topics.label_event(event.label_id),
+                               {"event_type": event.type, **event.to_json_dict()})
 
+    def wait_swept(self, timeout: float) -> bool:
+        """Wait until the stale-entity sweep of the current connection is done (False after ``timeout``)."""
+        return self._swept.wait(timeout)
+
+    # --- network thread ----------------------------------------------------------------------------
     def _on_message(self, topic: str, payload: bytes) -> None:
-        # Network thread. Publishing only goes through the publisher's (thread-safe) outbox.
-        if topic == self.status_topic:
+        if topic == self.topics.ha_status:
             if payload.strip().lower() == b"online":
                 log.info("Home Assistant is online: republishing discovery")
                 self.announce()
-            return
-        if not payload or not topic_matches_sub(self.own_topics, topic):
-            return
-        if topic in self.configs():
-            return
-        parts = topic.split("/")
-        component, object_id = parts[-4], parts[-2]
-        log.info("removing stale Home Assistant entity %s/%s", component, object_id)
-        publisher = self.monitor.publisher
-        assert publisher is not None
-        publisher.publish(topic, b"", retain=True)
-        if component in LABEL_COMPONENTS:
-            publisher.publish(f"{self.prefix}/{object_id}/state", b"", retain=True)
+        elif topic == self.topics.discovery_sync:
+            with self._lock:
+                if payload.decode(errors="replace") != self._token:
+                    return
+                seen = set(self._seen)
+            self._sweep(seen)
+            self._swept.set()
+        elif payload and topic_matches_sub(self.topics.own_discovery, topic):
+            with self._lock:
+                self._seen.add(topic)
+
+    def _sweep(self, seen: set[str]) -> None:
+        for topic in sorted(seen - set(self.configs())):
+            parts = topic.split("/")
+            component, object_id = parts[-4], parts[-2]
+            log.info("removing stale Home Assistant entity %s/%s", component, object_id)
+            self.publisher.publish(topic, b"", retain=True)
+            if component in LABEL_COMPONENTS:
+                self.publisher.publish(self.topics.state(object_id), b"", retain=True)

@@ -21,6 +21,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from monitor.config import MqttConfig
+from monitor.mqtt.topics import Topics
 from monitor.records import Event
 
 log = logging.getLogger(__name__)
@@ -39,20 +40,17 @@ class Message:
 class MqttPublisher:
     """Owns the paho client and the outbox; safe to call from any thread."""
 
-    def __init__(self, cfg: MqttConfig, on_message: Callable[[str, bytes], None] | None = None) -> None:
+    def __init__(self, cfg: MqttConfig, topics: Topics) -> None:
         self.cfg = cfg
-        self.prefix = cfg.resolved_prefix()
-        self.availability_topic = f"{self.prefix}/availability"
-        self.events_topic = f"{self.prefix}/events"
+        self.topics = topics
         self.qos = cfg.qos
         self.connected = False
         self.dropped = 0
-        self.published = 0
         self._outbox: deque[Message] = deque()
         self._cond = threading.Condition()
         self._stopping = False
         self._subscriptions: list[str] = []
-        self._message_handlers: list[Callable[[str, bytes], None]] = [on_message] if on_message else []
+        self._message_handlers: list[Callable[[str, bytes], None]] = []
         self._on_connect_hooks: list[Callable[[], None]] = []
         self._thread = threading.Thread(target=self._drain, name="mqtt-outbox", daemon=True)
         self._last_error_log = 0.0
@@ -62,7 +60,7 @@ class MqttPublisher:
             client.username_pw_set(cfg.username, cfg.resolved_password())
         if cfg.tls:
             client.tls_set(ca_certs=str(cfg.ca_certs) if cfg.ca_certs else None, cert_reqs=ssl.CERT_REQUIRED)
-        client.will_set(self.availability_topic, "offline", qos=1, retain=True)
+        client.will_set(self.topics.availability, "offline", qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
@@ -73,7 +71,7 @@ class MqttPublisher:
     # --- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
         """Begin connecting in the background (never raises for an unreachable broker)."""
-        log.info("MQTT: connecting to %s:%d, topics under %s/", self.cfg.host, self.cfg.port, self.prefix)
+        log.info("MQTT: connecting to %s:%d, topics under %s/", self.cfg.host, self.cfg.port, self.topics.prefix)
         self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive)
         self.client.loop_start()  # its thread retries the first connection too
         self._thread.start()
@@ -94,13 +92,18 @@ class MqttPublisher:
         if left:
             log.warning("MQTT: %d queued message(s) not delivered at shutdown", left)
         if self.connected:
-            info = self.client.publish(self.availability_topic, "offline", qos=1, retain=True)
+            info = self.client.publish(self.topics.availability, "offline", qos=1, retain=True)
             try:
                 info.wait_for_publish(max(0.1, deadline - time.monotonic()))
             except (RuntimeError, ValueError):
                 pass
         self.client.disconnect()
         self.client.loop_stop()
+
+    def wait_connected(self, timeout: float) -> bool:
+        """Wait until connected (True) or ``timeout`` passes (False)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.connected, timeout)
 
     def subscribe(self, topic: str) -> None:
         """Subscribe now and after every reconnect; messages go to ``on_message``."""
@@ -135,12 +138,12 @@ class MqttPublisher:
 
     def publish_event(self, event: Event) -> None:
         """Event JSON on ``<prefix>/events`` and the label's retained ON/OFF state."""
-        self.publish(self.events_topic, event.to_json_dict())
+        self.publish(self.topics.events, event.to_json_dict())
         self.set_state(event.label_id, event.type == "start")
 
     def set_state(self, label_id: str, on: bool) -> None:
         """Retained ``ON``/``OFF`` on ``<prefix>/<label_id>/state``."""
-        self.publish(f"{self.prefix}/{label_id}/state", "ON" if on else "OFF", retain=True)
+        self.publish(self.topics.state(label_id), "ON" if on else "OFF", retain=True)
 
     def pending(self) -> int:
         """Messages waiting in the outbox."""
@@ -160,7 +163,6 @@ class MqttPublisher:
                 if info.rc == mqtt.MQTT_ERR_SUCCESS:
                     # qos>0 messages now belong to paho, which resends them after a reconnect.
                     self._outbox.popleft()
-                    self.published += 1
                     self._cond.notify_all()
                 else:
                     # Not connected after all: keep the message first in line and wait for the reconnect.
@@ -171,7 +173,7 @@ class MqttPublisher:
             self._log_error(f"MQTT: broker {self.cfg.host}:{self.cfg.port} refused the connection: {reason}")
             return
         log.info("MQTT: connected to %s:%d", self.cfg.host, self.cfg.port)
-        client.publish(self.availability_topic, "online", qos=1, retain=True)
+        client.publish(self.topics.availability, "online", qos=1, retain=True)
         for topic in self._subscriptions:
             client.subscribe(topic, qos=1)
         for hook in self._on_connect_hooks:

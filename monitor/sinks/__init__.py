@@ -1,0 +1,31 @@
+"""Sinks: where the pipeline's output goes. The pipeline knows them only through :class:`Sink`.
+
+Every method is called on the main thread (the pipeline's), in order: ``start`` once the stages exist and
+before audio flows; ``on_labels`` with the label set the scorer applied (at start and after each change);
+``on_window`` for every scored or skipped window; ``on_event`` for every event (after the explicit steps
+that annotate it, e.g. the clip name); ``stop`` once the stages have finished.
+"""
+
+from __future__ import annotations
+
+from monitor.labels import LabelSet
+from monitor.records import Event, ScoredWindow
+
+
+class Sink:
+    """Base class with no-op methods; a sink overrides what it needs."""
+
+    def start(self) -> None:
+        """The run begins (stages built, no audio yet)."""
+
+    def on_labels(self, labels: LabelSet) -> None:
+        """The label set the scorer now applies."""
+
+    def on_window(self, window: ScoredWindow) -> None:
+        """One scored (or skipped) window."""
+
+    def on_event(self, event: Event) -> None:
+        """One event start or end."""
+
+    def stop(self) -> None:
+        """The run is over: flush and release."""

@@ -16,18 +16,15 @@ import os
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile as sf
 
 from monitor.config import MODEL_SAMPLE_RATE, Config
 from monitor.records import Event
-
-if TYPE_CHECKING:
-    from monitor.pipeline import Monitor
+from monitor.sinks import Sink
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +93,12 @@ class _Clip:
         return self.next >= self.end
 
 
-class ClipRecorder:
-    """Writes a clip around every event start and names it in the event (``extra["clip"]``)."""
+class ClipRecorder(Sink):
+    """Writes a clip around every event start and names it in the event (``extra["clip"]``).
+
+    Wiring: :meth:`on_audio` is an audio tap of the windowing stage, :meth:`annotate` an annotator of the
+    pipeline (it runs before any sink sees the event), and the recorder is a sink for start and stop.
+    """
 
     def __init__(self, cfg: Config) -> None:
         c = cfg.clips
@@ -119,13 +120,15 @@ class ClipRecorder:
         self._last_mtime_ns = 0
         self.failed = 0
 
-    def attach(self, monitor: Monitor) -> None:
-        """Tap the audio and listen for events (first, so later listeners and the publisher see ``clip``)."""
+    def start(self) -> None:
+        """Create the folder, apply the size bound (it may have been lowered) and start the writer thread."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._enforce_bound()  # the bound may have been lowered since the last run
-        monitor.audio_taps.append(self.on_audio)
-        monitor.event_listeners.insert(0, self.on_event)
+        self._enforce_bound()
         self._thread.start()
+
+    def stop(self) -> None:
+        """Write the clips still recording (end of file, shutdown), then stop the writer."""
+        self.close()
 
     # --- windowing thread ----------------------------------------------------------------------------
     def on_audio(self, first: int, samples: np.ndarray) -> None:
@@ -142,10 +145,10 @@ class ClipRecorder:
             self._queue(clip)
 
     # --- main thread -------------------------------------------------------------------------------
-    def on_event(self, event: Event) -> None:
-        """On a start, open a clip and put its file name in the event payload."""
+    def annotate(self, event: Event) -> Event:
+        """On a start, open a clip and return the event with the clip's file name in its payload."""
         if event.type != "start":
-            return
+            return event
         start = max(0, round((event.window_start - self.pre_roll) * self.rate))
         end = round((event.window_end + self.post_roll) * self.rate)
         with self._lock:
@@ -153,7 +156,7 @@ class ClipRecorder:
             if len(self._open) >= MAX_OPEN_CLIPS:
                 log.warning("clips: %d clips already recording; no clip for this %s event", MAX_OPEN_CLIPS,
                             event.label)
-                return
+                return event
             if self._ring.start > start:
                 log.warning("clips: detection lagged; %s pre-roll cut by %.1f s", name,
                             (self._ring.start - start) / self.rate)
@@ -163,7 +166,7 @@ class ClipRecorder:
                 self._open.append(clip)
         if clip.done:
             self._queue(clip)
-        event.extra["clip"] = name
+        return replace(event, extra={**event.extra, "clip": name})
 
     def _file_name(self, event: Event) -> str:
         # Called with the lock held (reads _open).

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
@@ -21,58 +20,29 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from monitor import __version__
+from monitor.labels import LabelRegistry
 from monitor.records import Event, ScoredWindow
+from monitor.sinks import Sink
 
 if TYPE_CHECKING:
-    from monitor.pipeline import Monitor
+    from monitor.mqtt.publisher import MqttPublisher
+    from monitor.pipeline import PipelineStats
 
 log = logging.getLogger(__name__)
 
 INFERENCE_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0)
 
 
-def health(monitor: Monitor, now: float | None = None) -> tuple[bool, str]:
-    """``(healthy, reason)``: ``monitor.healthy()`` and, when it is false, which part is stuck."""
-    from monitor.pipeline import STALL_SECONDS
-
-    now = time.monotonic() if now is None else now
-    if monitor.healthy(now):
-        return True, "ok"
-    stage, worker = monitor.stage, monitor.worker
-    if stage is None or worker is None:
-        return False, "starting: loading the model"
-    if now - stage.last_progress >= STALL_SECONDS:
-        return False, f"no audio from the input for {now - stage.last_progress:.0f} s"
-    if not worker.alive:
-        return False, "the inference thread has stopped"
-    if worker.stalled(now, STALL_SECONDS):
-        return False, f"one inference has been running for over {STALL_SECONDS:g} s"
-    return False, f"inference has made no progress for {now - worker.last_progress:.0f} s"
-
-
 class _MonitorCollector(Collector):
-    """Reads the counters that live in the monitor's parts at scrape time."""
+    """Reads the counters that live in the pipeline's parts at scrape time (HTTP thread: snapshots only)."""
 
     def __init__(self, owner: Metrics) -> None:
         self.owner = owner
-        self._ring: Any = None
-        self._ring_base = (0, 0)  # overruns, lost samples of rings replaced by a device reopen
-
-    def _ring_counts(self) -> tuple[int, int]:
-        stage = self.owner.monitor.stage
-        ring = getattr(getattr(stage, "source", None), "ring", None)
-        if ring is not self._ring:
-            if self._ring is not None:  # the device was reopened: keep the old ring's counts
-                old = self._ring
-                self._ring_base = (self._ring_base[0] + old.overruns, self._ring_base[1] + old.lost_samples)
-            self._ring = ring
-        if ring is None:
-            return self._ring_base
-        return self._ring_base[0] + ring.overruns, self._ring_base[1] + ring.lost_samples
 
     def collect(self) -> Iterator[Metric]:
-        m = self.owner.monitor
-        worker, publisher = m.worker, m.publisher
+        o = self.owner
+        st = o.stats()
+        publisher = o.publisher
 
         def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
             return CounterMetricFamily(f"sound_monitor_{name}", doc, value=value)
@@ -80,67 +50,94 @@ class _MonitorCollector(Collector):
         def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
             return GaugeMetricFamily(f"sound_monitor_{name}", doc, value=value)
 
-        yield counter("windows_scored", "Windows scored by the model.", worker.scored if worker else 0)
+        yield counter("windows_scored", "Windows scored by the model.", st.windows_scored)
         yield counter("windows_skipped", "Windows not scored: quieter than audio.min_dbfs (the loudness gate).",
-                      worker.skipped if worker else 0)
+                      st.windows_skipped)
         yield counter("windows_idle_skipped", "Windows not scored by the adaptive hop while all was quiet.",
-                      getattr(worker, "idle_skipped", 0) if worker else 0)
-        yield counter("windows_dropped", "Windows dropped because inference fell behind.", m.windows.dropped)
-        yield counter("inference_errors", "Inference calls that failed.", worker.errors if worker else 0)
-        overruns, lost = self._ring_counts()
-        yield counter("capture_overruns", "Times the capture ring buffer overflowed (audio lost).", overruns)
-        yield counter("capture_lost_samples", "Samples lost to capture ring buffer overflows.", lost)
-        yield gauge("queue_depth", "Windows waiting for inference.", len(m.windows))
+                      st.windows_idle_skipped)
+        yield counter("windows_dropped", "Windows dropped because inference fell behind.", st.windows_dropped)
+        yield counter("inference_errors", "Inference calls that failed.", st.inference_errors)
+        yield counter("capture_overruns", "Times the capture ring buffer overflowed (audio lost).", st.capture_overruns)
+        yield counter("capture_lost_samples", "Samples lost to capture ring buffer overflows.", st.capture_lost_samples)
+        yield gauge("queue_depth", "Windows waiting for inference.", st.queue_depth)
         yield gauge("mqtt_connected", "1 while connected to the MQTT broker.",
                     1.0 if publisher is not None and publisher.connected else 0.0)
         if publisher is not None:
             yield counter("mqtt_messages_dropped", "MQTT messages dropped from a full outbox.", publisher.dropped)
             yield gauge("mqtt_pending", "MQTT messages waiting in the outbox.", publisher.pending())
-        yield gauge("healthy", "1 while capture and inference both make progress.", 1.0 if m.healthy() else 0.0)
-        last = self.owner.last_window
+        yield gauge("healthy", "1 while capture and inference both make progress.", 1.0 if o.health()[0] else 0.0)
+        last = o.last_window
         if last is not None:
             yield gauge("level_dbfs", "RMS level of the latest window (dBFS).", last.dbfs)
+        labels = o.registry.applied()
+        last_scores = o.last_scores
         scores = GaugeMetricFamily("sound_monitor_score", "Latest score of each label that can fire.",
                                    labels=["label"])
-        for rule in m.detector.rules:
-            if rule.name in self.owner.last_scores:
-                scores.add_metric([rule.name], self.owner.last_scores[rule.name])
-        yield scores
         thresholds = GaugeMetricFamily("sound_monitor_threshold", "Current threshold of each label.", labels=["label"])
-        for rule in m.detector.rules:
-            thresholds.add_metric([rule.name], rule.threshold)
+        for lbl in labels.labels:
+            if lbl.name in last_scores:
+                scores.add_metric([lbl.name], last_scores[lbl.name])
+            thresholds.add_metric([lbl.name], lbl.threshold)
+        yield scores
         yield thresholds
         info = GaugeMetricFamily("sound_monitor_info", "Version, model and node.", labels=["version", "model", "node"])
-        info.add_metric([__version__, m.cfg.model, m.cfg.node_name()], 1.0)
+        info.add_metric([__version__, o.model, o.node], 1.0)
         yield info
 
 
-class Metrics:
-    """The metrics of one monitor run in their own registry."""
+class Metrics(Sink):
+    """The metrics of one monitor run in their own registry, served with ``/healthz`` while the run lasts."""
 
-    def __init__(self, monitor: Monitor) -> None:
-        self.monitor = monitor
-        self.registry = CollectorRegistry(auto_describe=True)
+    def __init__(
+        self,
+        stats: Callable[[], PipelineStats],
+        health: Callable[[], tuple[bool, str]],
+        registry: LabelRegistry,
+        model: str,
+        node: str,
+        publisher: MqttPublisher | None = None,
+        bind: str | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.stats = stats
+        self.health = health
+        self.registry = registry
+        self.model = model
+        self.node = node
+        self.publisher = publisher
+        self.bind, self.port = bind, port
+        self.server: MetricsServer | None = None
+        self.prom = CollectorRegistry(auto_describe=True)
         self.inference_seconds = Histogram(
             "sound_monitor_inference_seconds", "Model time per scored window (a batch's time shared out).",
-            buckets=INFERENCE_BUCKETS, registry=self.registry,
+            buckets=INFERENCE_BUCKETS, registry=self.prom,
         )
-        self.events = Counter("sound_monitor_events", "Detection events.", ["label", "type"], registry=self.registry)
+        self.events = Counter("sound_monitor_events", "Detection events.", ["label", "type"], registry=self.prom)
         self.last_window: ScoredWindow | None = None
-        self.last_scores: dict[str, float] = {}
-        self.registry.register(_MonitorCollector(self))
+        self.last_scores: dict[str, float] = {}  # replaced whole (never mutated), so the HTTP thread reads it safely
+        self.prom.register(_MonitorCollector(self))
 
-    def attach(self) -> None:
-        """Listen to the monitor's windows and events (call before ``Monitor.run``)."""
-        self.monitor.window_listeners.append(self.on_window)
-        self.monitor.event_listeners.append(self.on_event)
+    def start(self) -> None:
+        """Serve ``/metrics`` and ``/healthz`` (a taken port is logged loudly; the monitor keeps listening)."""
+        if self.port is None:
+            return
+        try:
+            self.server = MetricsServer(self, self.bind or "127.0.0.1", self.port).start()
+        except OSError as exc:
+            log.error("metrics: cannot listen on %s:%s (%s); /metrics and /healthz are off", self.bind, self.port, exc)
 
-    def on_window(self, sw: ScoredWindow) -> None:
+    def stop(self) -> None:
+        """Stop serving."""
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+
+    def on_window(self, window: ScoredWindow) -> None:
         """Record one window (main thread)."""
-        self.last_window = sw
-        if not sw.skipped and sw.scores:
-            self.inference_seconds.observe(sw.inference_seconds)
-            self.last_scores = sw.scores
+        self.last_window = window
+        if not window.skipped and window.scores:
+            self.inference_seconds.observe(window.inference_seconds)
+            self.last_scores = window.scores
 
     def on_event(self, event: Event) -> None:
         """Count one event (main thread)."""
@@ -148,7 +145,7 @@ class Metrics:
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
-        return generate_latest(self.registry)
+        return generate_latest(self.prom)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -159,7 +156,7 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/metrics":
             self._send(200, self.server.metrics.render(), CONTENT_TYPE_LATEST)
         elif path == "/healthz":
-            ok, reason = health(self.server.metrics.monitor)
+            ok, reason = self.server.metrics.health()
             self._send(200 if ok else 503, (reason + "\n").encode(), "text/plain; charset=utf-8")
         else:
             self._send(404, b"not found: try /metrics or /healthz\n", "text/plain; charset=utf-8")

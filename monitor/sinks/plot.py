@@ -7,18 +7,21 @@ no pyplot global state).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from monitor.labels import LabelSet
 from monitor.records import Event, ScoredWindow
+from monitor.sinks import Sink
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from monitor.pipeline import Monitor
+log = logging.getLogger(__name__)
 
 
 class PlotUnavailable(RuntimeError):
@@ -44,23 +47,37 @@ class WindowPoint:
     thresholds: dict[str, float]
 
 
-class TimelineRecorder:
-    """Collects windows and events from a monitor run for :func:`render_timeline`."""
+class TimelineRecorder(Sink):
+    """Collects windows, events and thresholds of a run and draws the timeline to ``path`` when it stops."""
 
-    def __init__(self, monitor: Monitor) -> None:
-        self.monitor = monitor
+    def __init__(self, path: str | Path | None = None, min_dbfs: float | None = None) -> None:
+        self.path = Path(path) if path is not None else None
+        self.min_dbfs = min_dbfs
         self.points: list[WindowPoint] = []
         self.events: list[Event] = []
+        self._thresholds: dict[str, float] = {}
 
-    def attach(self) -> None:
-        """Listen to the monitor's windows and events."""
-        self.monitor.window_listeners.append(self.on_window)
-        self.monitor.event_listeners.append(self.events.append)
+    def on_labels(self, labels: LabelSet) -> None:
+        """Thresholds in force from now on (a runtime change shows as a step in its line)."""
+        self._thresholds = {lbl.name: lbl.threshold for lbl in labels.labels}
 
-    def on_window(self, sw: ScoredWindow) -> None:
-        """Record one window with the current thresholds of the labels that can fire (main thread)."""
-        thresholds = {r.name: r.threshold for r in self.monitor.detector.rules}
-        self.points.append(WindowPoint(sw.start, sw.end, sw.dbfs, dict(sw.scores), thresholds))
+    def on_window(self, window: ScoredWindow) -> None:
+        """Record one window with the current thresholds (main thread)."""
+        self.points.append(WindowPoint(window.start, window.end, window.dbfs, dict(window.scores), self._thresholds))
+
+    def on_event(self, event: Event) -> None:
+        """Record one event."""
+        self.events.append(event)
+
+    def stop(self) -> None:
+        """Draw the plot (errors are logged: the run's results are already out)."""
+        if self.path is None:
+            return
+        try:
+            self.render(self.path, min_dbfs=self.min_dbfs)
+            log.info("plot written to %s", self.path)
+        except Exception:
+            log.exception("cannot draw the plot %s", self.path)
 
     def render(self, path: str | Path, min_dbfs: float | None = None) -> Path:
         """Draw the timeline to ``path`` (PNG, or any format matplotlib infers from the suffix)."""

@@ -1,0 +1,70 @@
+"""Assembling one run from the config: the label registry, the sinks, the pipeline. Wiring only, no logic.
+
+Each part gets at construction what it needs (the registry, the publisher, a stats or health callable),
+never the whole pipeline; see docs/ARCHITECTURE.md for who owns what.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from monitor.config import Config
+from monitor.core.windowing import AudioSource
+from monitor.inference.worker import Scorer
+from monitor.labels import LabelRegistry
+from monitor.pipeline import Annotator, AudioTap, Monitor
+from monitor.sinks import Sink
+from monitor.sinks.stdout import StdoutSink
+
+log = logging.getLogger(__name__)
+
+
+def build_monitor(
+    cfg: Config,
+    source_factory: Callable[[], AudioSource],
+    live: bool,
+    scores: bool = False,
+    plot: str | Path | None = None,
+    extra_sinks: list[Sink] | None = None,
+    scorer: Scorer | None = None,
+    stdout: bool = True,
+) -> Monitor:
+    """A :class:`Monitor` with every sink the config asks for (stdout, MQTT, metrics, clips, plot)."""
+    registry = LabelRegistry.from_config(cfg)
+    sinks: list[Sink] = [StdoutSink(scores)] if stdout else []
+    taps: list[AudioTap] = []
+    annotators: list[Annotator] = []
+    publisher = None
+    if cfg.clips.enabled:
+        from monitor.sinks.clips import ClipRecorder
+
+        clips = ClipRecorder(cfg)
+        sinks.append(clips)
+        taps.append(clips.on_audio)
+        annotators.append(clips.annotate)
+    if cfg.mqtt is not None:
+        from monitor.mqtt.sink import MqttSink
+
+        mqtt = MqttSink(cfg, registry)
+        publisher = mqtt.publisher
+        sinks.append(mqtt)
+    if plot is not None:
+        from monitor.sinks.plot import TimelineRecorder, require_matplotlib
+
+        require_matplotlib()
+        sinks.append(TimelineRecorder(plot, min_dbfs=cfg.audio.min_dbfs))
+    sinks.extend(extra_sinks or [])
+    monitor = Monitor(cfg, source_factory, registry, live=live, sinks=sinks, scorer=scorer, taps=taps,
+                      annotators=annotators)
+    if cfg.metrics.port is not None:
+        try:
+            from monitor.sinks.metrics import Metrics
+        except ImportError as exc:
+            log.error("metrics.port is set but prometheus_client is missing (%s): pip install 'sound-monitor[metrics]'",
+                      exc)
+        else:
+            monitor.sinks.append(Metrics(monitor.stats, monitor.health, registry, cfg.model, cfg.node_name(),
+                                         publisher=publisher, bind=cfg.metrics.bind, port=cfg.metrics.port))
+    return monitor
