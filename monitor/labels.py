@@ -217,6 +217,13 @@ class LabelRegistry:
                 lambda: self._applied.version >= version or (stop is not None and stop.is_set()), timeout
             ) and self._applied.version >= version
 
+    def wait_changed(self, seen: int, timeout: float, stop: threading.Event | None = None) -> LabelSet:
+        """Wait until ``current()`` has a version other than ``seen`` (or ``timeout`` passes, or ``stop`` is set
+        and :meth:`wake` called); returns ``current()``."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._current.version != seen or (stop is not None and stop.is_set()), timeout)
+            return self._current
+
     def wake(self) -> None:
         """Wake every :meth:`wait_applied` (after setting its ``stop``)."""
         with self._cond:
