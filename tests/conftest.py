@@ -1,7 +1,7 @@
 """Shared fixtures: a tiny random CLAP model, private mosquitto brokers and a PulseAudio capture path.
 
 All of them are real parts (model files loaded by transformers, a mosquitto process, a PulseAudio daemon that
-PortAudio records from), not mocks. The classes behind them live in ``helpers.py``.
+PortAudio records from), not mocks. The classes behind them live in the ``support`` package.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import Broker, PulseAudio, reinitialize_portaudio
+from support.broker import Broker
+from support.pulse import PulseAudio, reinitialize_portaudio
 
 from monitor.testing.randommodel import build_random_clap
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import soxr
-from helpers import chirp, concat, mixture, noise, tone, write_wav
+from support.audio import chirp, concat, mixture, noise, tone, write_wav
 from transformers import pipeline
 
 from monitor.offline import classify

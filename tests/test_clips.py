@@ -12,37 +12,17 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from helpers import Broker, MqttCollector, concat, silence, tone, write_wav
-from test_homeassistant import PREFIX, RunningMonitor, make_config
+from support.audio import beeps
+from support.broker import Broker
+from support.config import PREFIX, make_config
+from support.mqtt import MqttCollector
+from support.runner import RunningMonitor
+from support.scorers import LoudnessScorer
 
 from monitor.records import Event
 
 RATE = 48000
-
-
-class LoudnessScorer:
-    """Scripted scores: a window louder than -30 dBFS is "beep", a quieter one "silence"."""
-
-    def __init__(self) -> None:
-        self.labels = ["beep", "silence"]
-
-    def score(self, windows: np.ndarray) -> np.ndarray:
-        rms = np.sqrt(np.mean(np.square(windows, dtype=np.float64), axis=1))
-        loud = rms > 10 ** (-30 / 20)
-        return np.where(loud[:, None], [0.9, 0.1], [0.1, 0.9]).astype(np.float32)
-
-
-def beeps(folder: Path, at: list[float], length: float) -> tuple[Path, np.ndarray]:
-    """Silence with a one-second 1 kHz beep starting at each time in ``at``; 16-bit WAV, as clips are."""
-    parts, t = [], 0.0
-    for start in at:
-        parts += [silence(start - t, RATE), tone(1.0, RATE, 1000, 0.5)]
-        t = start + 1.0
-    parts.append(silence(length - t, RATE))
-    x = concat(*parts)
-    path = write_wav(folder / "beeps.wav", x, RATE)
-    x16, _ = sf.read(str(path), dtype="float32")  # what the monitor reads: the 16-bit values
-    return path, x16
+"""The rate of :func:`support.audio.beeps` files and of the clips cut from them."""
 
 
 def clip_config(model: Path, folder: Path, broker: Broker | None = None, **clips: object):

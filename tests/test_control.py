@@ -14,8 +14,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import Broker, MqttCollector, wait_for
-from test_homeassistant import NODE_ID, PREFIX, RunningMonitor, audio_file, make_config, retained, sync
+from support.audio import audio_file
+from support.broker import Broker
+from support.config import NODE_ID, PREFIX, make_config
+from support.mqtt import MqttCollector, retained, sync
+from support.runner import RunningMonitor
+from support.wait import wait_for
 
 from monitor.inference.scorer import ClapScorer, LabelPrompts
 

@@ -12,7 +12,11 @@ import paho.mqtt.client as mqtt
 import pytest
 import sounddevice as sd
 import transformers
-from helpers import Broker, MqttCollector, PulseAudio, port_open, rms, tone, wait_for, write_wav
+from support.audio import rms, tone, write_wav
+from support.broker import Broker, port_open
+from support.mqtt import MqttCollector
+from support.pulse import PulseAudio
+from support.wait import wait_for
 from transformers import ClapFeatureExtractor, ClapModel, ClapProcessor, RobertaTokenizer
 
 from monitor.testing.randommodel import build_random_clap

@@ -1,164 +1,23 @@
 """Home Assistant MQTT discovery against a real mosquitto, checked with a real subscriber.
 
 Monitors run in-process (``Monitor`` + ``attach_integrations`` over a ``FileSource``) with the tiny random model.
-Also home of the small helpers the other integration tests share (``make_config``, ``RunningMonitor``, ``sync``).
 """
 
 from __future__ import annotations
 
 import json
 import re
-import threading
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from helpers import Broker, MqttCollector, concat, noise, tone, wait_for, write_wav
+from support.audio import audio_file
+from support.broker import Broker
+from support.config import NODE_ID, PREFIX, make_config
+from support.mqtt import MqttCollector, late_view, retained
+from support.runner import RunningMonitor
+from support.wait import wait_for
 
-from monitor.config import Config, parse_config
-from monitor.mqtt.telemetry import Integrations, attach_integrations
-from monitor.pipeline import Monitor
-from monitor.records import Event, ScoredWindow
-from monitor.sources.audiofile import FileSource
-
-PREFIX = "test/ha-node"
-NODE_ID = "test_node"
 DISCOVERY_TOPIC = re.compile(r"^homeassistant/(binary_sensor|event|sensor)/[a-zA-Z0-9_-]+/[a-zA-Z0-9_-]+/config$")
-
-
-# ------------------------------------------------------------------------------------------------ shared helpers
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
-        else:
-            base[key] = value
-    return base
-
-
-def make_config(model: Path, broker: Broker | None = None, labels: list[Any] | None = None,
-                **sections: Any) -> Config:
-    """A validated config: 1 s windows every 0.5 s (quick first window), min_hits 1, the tiny model.
-
-    ``labels`` holds names or label dicts; ``sections`` are merged into the defaults (nested dicts merge).
-    """
-    labels = labels if labels is not None else ["dog barking", "glass breaking"]
-    data: dict[str, Any] = {
-        "model": str(model),
-        "labels": [{"name": lbl} if isinstance(lbl, str) else lbl for lbl in labels],
-        "background": ["silence", "speech"],
-        "audio": {"window_seconds": 1.0, "hop_seconds": 0.5},
-        "detection": {"min_hits": 1, "end_after_seconds": 2.0, "cooldown_seconds": 0.0},
-        "inference": {"threads": 2},
-        "node": "test-node",
-    }
-    if broker is not None:
-        data["mqtt"] = {"host": broker.host, "port": broker.port, "topic_prefix": PREFIX}
-    return parse_config(_merge(data, sections))
-
-
-def audio_file(folder: Path, seconds: float, name: str = "in.wav") -> tuple[Path, np.ndarray]:
-    """A 48 kHz float WAV of alternating tone and noise (windows are then bit-identical to its samples)."""
-    parts, t = [], 0.0
-    while t < seconds:
-        parts += [tone(2, 48000, 440 + 100 * len(parts), 0.3), noise(2, 48000, 0.1, seed=len(parts))]
-        t += 4
-    x = concat(*parts)[: round(seconds * 48000)]
-    return write_wav(folder / name, x, 48000, subtype="FLOAT"), x
-
-
-class RunningMonitor:
-    """``Monitor.run`` with its integrations on a background thread, over a file (paced in real time or not).
-
-    ``windows`` and ``events`` collect what the monitor's listeners saw, in order.
-    """
-
-    def __init__(self, cfg: Config, wav: Path, realtime: bool = True, scorer: Any = None,
-                 on_event: Callable[[Event], None] | None = None) -> None:
-        self.windows: list[ScoredWindow] = []
-        self.events: list[Event] = []
-
-        def record(ev: Event) -> None:
-            self.events.append(ev)
-            if on_event is not None:
-                on_event(ev)
-
-        self.monitor = Monitor(cfg, lambda: FileSource(wav, realtime=realtime), live=False,
-                               on_scores=self.windows.append, on_event=record, scorer=scorer)
-        self.integrations: Integrations = attach_integrations(self.monitor, cfg)
-        self.stop = threading.Event()
-        self.rc: int | None = None
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="test-monitor", daemon=True)
-
-    def _run(self) -> None:
-        try:
-            with self.integrations:
-                self.rc = self.monitor.run(self.stop)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread by finish()
-            self.error = exc
-
-    def start(self) -> RunningMonitor:
-        self._thread.start()
-        return self
-
-    def finish(self, timeout: float = 60.0) -> int:
-        """Wait for the run to end (the file ends, or after ``stop``); its exit code."""
-        self._thread.join(timeout)
-        assert not self._thread.is_alive(), "monitor did not finish"
-        if self.error is not None:
-            raise self.error
-        assert self.rc is not None
-        return self.rc
-
-    def wait_started(self, timeout: float = 60.0) -> RunningMonitor:
-        """Wait until windows flow."""
-        wait_for(lambda: self.windows or self.error, timeout=timeout, message="no window scored")
-        if self.error is not None:
-            raise self.error
-        return self
-
-    def __enter__(self) -> RunningMonitor:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.finish()
-
-
-def sync(collector: MqttCollector, topic: str = f"{PREFIX}/_test_sync") -> None:
-    """Round trip through the broker: everything the broker had queued for ``collector`` before has arrived.
-
-    The broker handles one client's packets in order, so once our own message comes back, the retained messages
-    for our earlier subscriptions have been delivered too. ``topic`` must match one of the collector's filters.
-    """
-    token = uuid.uuid4().hex.encode()
-    collector.client.publish(topic, token, qos=1)
-    collector.wait_for(topic, lambda m: m.payload == token)
-
-
-def retained(collector: MqttCollector, pattern: str) -> dict[str, bytes]:
-    """Latest retained payload per topic matching ``pattern`` (empty payloads = deleted, left out)."""
-    out: dict[str, bytes] = {}
-    for m in collector.messages(pattern):
-        if m.retain:
-            out[m.topic] = m.payload
-    return {t: p for t, p in out.items() if p}
-
-
-def late_view(broker: Broker, *filters: str) -> MqttCollector:
-    """A fresh subscriber that has received every retained message under ``filters`` (close it after use)."""
-    c = MqttCollector(broker.host, broker.port, [*filters, f"{PREFIX}/_test_sync"])
-    c.wait_connected()
-    sync(c)
-    return c
-
-
-# ------------------------------------------------------------------------------------------------------- tests
 
 
 def _check_common(payload: dict[str, Any], device: dict[str, Any] | None) -> None:

@@ -11,9 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import Broker, MqttCollector, concat, silence, tone, wait_for, write_wav
-from procs import MonitorProcess
-from test_replay import BACKGROUND, LABELS, PREFIX, write_config
+from support.audio import concat, silence, tone, write_wav
+from support.broker import Broker
+from support.config import BACKGROUND, PREFIX, REPLAY_LABELS, REPLAY_TIMING, write_config
+from support.mqtt import MqttCollector
+from support.procs import MonitorProcess
+from support.wait import wait_for
 
 from monitor.sources.capture import Capture, CaptureError, resolve_input_device
 
@@ -26,7 +29,7 @@ def pipe_reference(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -
     x = concat(tone(5, 48000, 440), tone(55, 48000, 880, 0.2))
     wav = write_wav(tmp_path_factory.mktemp("held") / "long.wav", x, 48000, subtype="FLOAT")
     pipe = pipeline("zero-shot-audio-classification", model=str(tiny_model))
-    ref = {r["label"]: r["score"] for r in pipe(x[:240000], candidate_labels=[*LABELS, *BACKGROUND])}
+    ref = {r["label"]: r["score"] for r in pipe(x[:240000], candidate_labels=[*REPLAY_LABELS, *BACKGROUND])}
     return wav, ref["dog barking"] - 1e-4
 
 
@@ -66,7 +69,7 @@ def test_unknown_device_lists_inputs(pulse) -> None:
 
 
 def test_run_with_missing_device_fails_clearly(tiny_model: Path, tmp_path: Path, pulse) -> None:
-    cfg = write_config(tmp_path / "c.yaml", tiny_model)
+    cfg = write_config(tmp_path / "c.yaml", tiny_model, labels=REPLAY_LABELS, threshold=0.5, **REPLAY_TIMING)
     proc = subprocess.run(
         [sys.executable, "-m", "monitor", "run", "--config", str(cfg), "--device", "no-such-microphone-xyz"],
         capture_output=True, text=True, timeout=60,
@@ -105,7 +108,7 @@ class NotifySocket:
 
 def test_run_service_lifecycle(tiny_model: Path, tmp_path: Path, pulse, broker: Broker) -> None:
     """READY after load, watchdog pings while audio flows, scores from the microphone, clean SIGTERM."""
-    cfg = write_config(tmp_path / "c.yaml", tiny_model, broker=broker)
+    cfg = write_config(tmp_path / "c.yaml", tiny_model, broker, REPLAY_LABELS, 0.5, **REPLAY_TIMING)
     notify = NotifySocket(tmp_path / "notify.sock")
     wav = write_wav(tmp_path / "tone.wav", tone(20, 48000, 700, 0.5), 48000)
     env = {"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "1000000"}
@@ -142,7 +145,7 @@ def test_broker_down_at_start_events_held_then_delivered(
     with MqttCollector(broker.host, broker.port, [f"{PREFIX}/#"], client_id="held-events", clean_session=False) as sub:
         sub.wait_connected()
         broker.stop()
-        cfg = write_config(tmp_path / "c.yaml", tiny_model, threshold, broker)
+        cfg = write_config(tmp_path / "c.yaml", tiny_model, broker, REPLAY_LABELS, threshold, **REPLAY_TIMING)
         with MonitorProcess(["replay", str(wav), "--config", str(cfg), "--realtime"]) as mon:
             wait_for(lambda: mon.events("start"), timeout=60, message="no start event while the broker is down")
             assert "cannot reach broker" in mon.stderr()
@@ -162,7 +165,7 @@ def test_last_will_says_offline_when_the_process_dies(
 ) -> None:
     """A crash (SIGKILL: no clean shutdown) still leaves `offline` retained, through the Last Will."""
     wav, _ = pipe_reference
-    cfg = write_config(tmp_path / "c.yaml", tiny_model, broker=broker)
+    cfg = write_config(tmp_path / "c.yaml", tiny_model, broker, REPLAY_LABELS, 0.5, **REPLAY_TIMING)
     with MqttCollector(broker.host, broker.port, [f"{PREFIX}/availability"]) as sub, MonitorProcess(
         ["replay", str(wav), "--config", str(cfg), "--realtime"]
     ) as mon:

@@ -15,11 +15,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
-from helpers import Broker, MqttCollector, concat, free_port, noise, silence, tone, wait_for, write_wav
-from procs import MonitorProcess
 from prometheus_client.parser import text_string_to_metric_families
-from test_homeassistant import NODE_ID, PREFIX, RunningMonitor, audio_file, late_view, make_config, retained
+from support.audio import audio_file, concat, noise, silence, tone, write_wav
+from support.broker import Broker, free_port
+from support.config import NODE_ID, PREFIX, make_config, write_config
+from support.mqtt import MqttCollector, late_view, retained
+from support.procs import MonitorProcess
+from support.runner import RunningMonitor
+from support.wait import wait_for
 
 from monitor.mqtt.telemetry import attach_integrations
 from monitor.pipeline import Monitor
@@ -55,23 +58,17 @@ def test_replay_realtime_serves_metrics_and_leaves_discovery_and_states(tiny_mod
                                                                         tmp_path: Path) -> None:
     port = free_port()
     wav, _ = audio_file(tmp_path, 40)
-    cfg = {
-        "model": str(tiny_model),
-        "labels": [{"name": "dog barking", "threshold": 0.0}, {"name": "glass breaking", "threshold": 0.5}],
-        "background": ["silence", "speech"],
-        "audio": {"window_seconds": 2.0, "hop_seconds": 1.0},
-        "detection": {"min_hits": 1, "end_after_seconds": 3.0, "cooldown_seconds": 0.0},
-        "inference": {"threads": 2},
-        "node": "test-node",
-        "mqtt": {"host": broker.host, "port": broker.port, "topic_prefix": PREFIX, "publish_scores": True,
-                 "scores_top_n": 3},
-        "home_assistant": {"discovery": True},
-        "metrics": {"port": port, "bind": "127.0.0.1"},
-        "clips": {"enabled": True, "folder": str(tmp_path / "clips"), "pre_roll_seconds": 1.0,
-                  "post_roll_seconds": 1.0, "format": "wav"},
-    }
-    cfg_path = tmp_path / "c.yaml"
-    cfg_path.write_text(yaml.safe_dump(cfg))
+    cfg_path = write_config(
+        tmp_path / "c.yaml", tiny_model, broker,
+        labels=[{"name": "dog barking", "threshold": 0.0}, {"name": "glass breaking", "threshold": 0.5}],
+        audio={"window_seconds": 2.0, "hop_seconds": 1.0},
+        detection={"min_hits": 1, "end_after_seconds": 3.0, "cooldown_seconds": 0.0},
+        mqtt={"publish_scores": True, "scores_top_n": 3},
+        home_assistant={"discovery": True},
+        metrics={"port": port, "bind": "127.0.0.1"},
+        clips={"enabled": True, "folder": str(tmp_path / "clips"), "pre_roll_seconds": 1.0,
+               "post_roll_seconds": 1.0, "format": "wav"},
+    )
     base = f"http://127.0.0.1:{port}"
     with MqttCollector(broker.host, broker.port, [f"{PREFIX}/#", "homeassistant/#"]) as mq, \
             MonitorProcess(["replay", str(wav), "--config", str(cfg_path), "--realtime"]) as mon:

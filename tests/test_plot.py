@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 from matplotlib.colors import to_rgba
 from matplotlib.image import imread
-from test_clips import LoudnessScorer, beeps
-from test_homeassistant import RunningMonitor, make_config
+from support.audio import beeps
+from support.config import make_config, write_config
+from support.runner import RunningMonitor
+from support.scorers import LoudnessScorer
 
 from monitor.sinks.plot import TimelineRecorder, timeline_figure
 
@@ -21,9 +23,8 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 def test_replay_plot_writes_a_png(tiny_model: Path, tmp_path: Path) -> None:
     wav, _ = beeps(tmp_path, at=[2.0], length=6.0)
-    cfg = make_config(tiny_model, labels=[{"name": "dog barking", "threshold": 0.0}, "glass breaking"])
-    cfg_path = tmp_path / "c.yaml"
-    cfg_path.write_text(json.dumps(cfg.model_dump(mode="json", exclude_none=True)))  # JSON is YAML
+    cfg_path = write_config(tmp_path / "c.yaml", tiny_model,
+                            labels=[{"name": "dog barking", "threshold": 0.0}, "glass breaking"])
     out = tmp_path / "plots" / "timeline.png"
     proc = subprocess.run([sys.executable, "-m", "monitor", "replay", str(wav), "--config", str(cfg_path),
                            "--plot", str(out), "--scores"], capture_output=True, text=True, timeout=180)

@@ -9,31 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
-from helpers import Broker, MqttCollector, chirp, concat, noise, tone, write_wav
+from support.audio import chirp, concat, noise, tone, write_wav
+from support.broker import Broker
+from support.config import BACKGROUND, PREFIX, REPLAY_LABELS, REPLAY_TIMING, write_config
+from support.mqtt import MqttCollector
 from transformers import pipeline
-
-LABELS = ["glass breaking", "dog barking"]
-BACKGROUND = ["silence", "speech"]
-PREFIX = "test/sound-monitor"
-
-
-def write_config(path: Path, model: Path, threshold: float = 0.5, broker: Broker | None = None,
-                 min_hits: int = 1, **extra: object) -> Path:
-    cfg: dict = {
-        "model": str(model),
-        "labels": [{"name": lbl, "threshold": threshold} for lbl in LABELS],
-        "background": BACKGROUND,
-        "audio": {"window_seconds": 5.0, "hop_seconds": 1.0},
-        "detection": {"min_hits": min_hits, "end_after_seconds": 3.0, "cooldown_seconds": 5.0},
-        "inference": {"threads": 2},
-        "node": "test-node",
-    }
-    if broker is not None:
-        cfg["mqtt"] = {"host": broker.host, "port": broker.port, "topic_prefix": PREFIX}
-    cfg.update(extra)
-    path.write_text(yaml.safe_dump(cfg))
-    return path
 
 
 def replay(*args: str, timeout: float = 120) -> tuple[list[dict], str]:
@@ -59,10 +39,10 @@ def test_replay_scores_match_pipeline_and_event_reaches_broker(
     tiny_model: Path, audio_48k: tuple[Path, np.ndarray], pipe, broker: Broker, tmp_path: Path
 ) -> None:
     wav, x = audio_48k
-    ref = {r["label"]: r["score"] for r in pipe(x[:240000], candidate_labels=LABELS + BACKGROUND)}
+    ref = {r["label"]: r["score"] for r in pipe(x[:240000], candidate_labels=REPLAY_LABELS + BACKGROUND)}
     # Random weights: derive the threshold from the reference so that the first window is a hit.
     threshold = ref["dog barking"] - 1e-4
-    cfg = write_config(tmp_path / "c.yaml", tiny_model, threshold, broker)
+    cfg = write_config(tmp_path / "c.yaml", tiny_model, broker, REPLAY_LABELS, threshold, **REPLAY_TIMING)
     with MqttCollector(broker.host, broker.port, [f"{PREFIX}/#"]) as sub:
         sub.wait_connected()
         lines, _ = replay(str(wav), "--config", str(cfg), "--scores")
@@ -95,7 +75,7 @@ def test_replay_scores_do_not_depend_on_block_size(tiny_model: Path, tmp_path: P
                                                    channels: int) -> None:
     x = concat(tone(3, rate, 300, channels=channels), noise(4, rate, 0.1, seed=2, channels=channels))
     wav = write_wav(tmp_path / "in.wav", x, rate)
-    cfg = write_config(tmp_path / "c.yaml", tiny_model)
+    cfg = write_config(tmp_path / "c.yaml", tiny_model, labels=REPLAY_LABELS, threshold=0.5, **REPLAY_TIMING)
     runs = [replay(str(wav), "--config", str(cfg), "--scores", "--block-size", str(b))[0] for b in (160, 4096, 10**6)]
     first = [ln for ln in runs[0] if ln["kind"] == "scores"]
     assert len(first) == 3  # 7 s, window 5, hop 1
@@ -109,7 +89,7 @@ def test_replay_scores_do_not_depend_on_block_size(tiny_model: Path, tmp_path: P
 
 
 def test_replay_bad_file_is_named(tmp_path: Path, tiny_model: Path) -> None:
-    cfg = write_config(tmp_path / "c.yaml", tiny_model)
+    cfg = write_config(tmp_path / "c.yaml", tiny_model, labels=REPLAY_LABELS, threshold=0.5, **REPLAY_TIMING)
     bad = tmp_path / "broken.wav"
     bad.write_bytes(b"RIFF not really a wave file")
     proc = subprocess.run([sys.executable, "-m", "monitor", "replay", str(bad), "--config", str(cfg)],

@@ -1,0 +1,76 @@
+"""An in-process monitor with its integrations, run on a background thread over a file."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from monitor.config import Config
+from monitor.mqtt.telemetry import Integrations, attach_integrations
+from monitor.pipeline import Monitor
+from monitor.records import Event, ScoredWindow
+from monitor.sources.audiofile import FileSource
+from support.wait import wait_for
+
+__all__ = ["RunningMonitor"]
+
+
+class RunningMonitor:
+    """``Monitor.run`` with its integrations on a background thread, over a file (paced in real time or not).
+
+    ``windows`` and ``events`` collect what the monitor's listeners saw, in order.
+    """
+
+    def __init__(self, cfg: Config, wav: Path, realtime: bool = True, scorer: Any = None,
+                 on_event: Callable[[Event], None] | None = None) -> None:
+        self.windows: list[ScoredWindow] = []
+        self.events: list[Event] = []
+
+        def record(ev: Event) -> None:
+            self.events.append(ev)
+            if on_event is not None:
+                on_event(ev)
+
+        self.monitor = Monitor(cfg, lambda: FileSource(wav, realtime=realtime), live=False,
+                               on_scores=self.windows.append, on_event=record, scorer=scorer)
+        self.integrations: Integrations = attach_integrations(self.monitor, cfg)
+        self.stop = threading.Event()
+        self.rc: int | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="test-monitor", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            with self.integrations:
+                self.rc = self.monitor.run(self.stop)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread by finish()
+            self.error = exc
+
+    def start(self) -> RunningMonitor:
+        self._thread.start()
+        return self
+
+    def finish(self, timeout: float = 60.0) -> int:
+        """Wait for the run to end (the file ends, or after ``stop``); its exit code."""
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "monitor did not finish"
+        if self.error is not None:
+            raise self.error
+        assert self.rc is not None
+        return self.rc
+
+    def wait_started(self, timeout: float = 60.0) -> RunningMonitor:
+        """Wait until windows flow."""
+        wait_for(lambda: self.windows or self.error, timeout=timeout, message="no window scored")
+        if self.error is not None:
+            raise self.error
+        return self
+
+    def __enter__(self) -> RunningMonitor:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.finish()
