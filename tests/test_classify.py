@@ -21,6 +21,13 @@ from monitor.offline import classify
 LABELS = ["dog barking", "glass breaking", "silence", "speech"]
 TEMPLATE = "This is a sound of {}."
 WINDOW, HOP = 240_000, 48_000  # the default 5 s window every 1 s, at 48 kHz
+REPO = Path(__file__).resolve().parents[1]
+
+
+def monitor_env() -> dict[str, str]:
+    """Environment for ``python -m monitor`` run from another folder: this checkout's package, no config."""
+    env = {k: v for k, v in os.environ.items() if k != "SOUND_MONITOR_CONFIG"}
+    return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))}
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +79,7 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_cli_json_matches_pipeline(tiny_model: Path, clips: Path, pipe, tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "SOUND_MONITOR_CONFIG"}
+    env = monitor_env()
     proc = subprocess.Popen(  # cwd without config.yaml: the defaults (5 s windows every 1 s) apply
         [sys.executable, "-m", "monitor", "classify", str(clips), "--model", str(tiny_model), "--json",
          "--labels", *LABELS],
@@ -186,3 +193,75 @@ def test_label_sources(tmp_path: Path) -> None:
     s = classify.resolve_settings(["dog"], tmp_path / "nope.yaml", config_required=False)
     assert (s.model, s.window_seconds) == ("laion/clap-htsat-unfused", 5.0)
     assert s.labels[0].prompts == (TEMPLATE.format("dog"),)
+
+
+def test_config_precision_int8_scores_like_replay(tiny_model: Path, tmp_path: Path) -> None:
+    """``classify --config`` loads the model as ``replay`` does: int8 from the config gives replay's scores."""
+    clip = write_wav(tmp_path / "five.wav", mixture(tone(5, 48_000, 660), noise(5, 48_000, 0.1, seed=3)), 48_000,
+                     subtype="FLOAT")
+    assert sf.info(str(clip)).frames == WINDOW  # exactly one 5 s window at 48 kHz: replay scores it once
+
+    def config(precision: str) -> Path:
+        path = tmp_path / f"{precision}.yaml"
+        path.write_text(
+            f"model: {tiny_model}\n"
+            "labels: [{name: door knock}, {name: alarm, prompts: [a smoke alarm, a fire alarm beeping]}]\n"
+            "background: [silence, speech]\n"
+            "audio: {window_seconds: 5}\n"
+            f"inference: {{precision: {precision}, threads: 2}}\n"
+        )
+        return path
+
+    def command(*args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, "-m", "monitor", *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=monitor_env())
+
+    int8, fp32 = config("int8"), config("fp32")
+    procs = {  # started together: most of each command's time is imports
+        "classify int8": command("classify", str(clip), "--config", str(int8), "--json"),
+        "replay int8": command("replay", str(clip), "--config", str(int8), "--scores"),
+        "classify fp32": command("classify", str(clip), "--config", str(fp32), "--json"),
+    }
+    outputs = {}
+    for name, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 0, (name, stderr)
+        outputs[name] = stdout
+
+    def classify_scores(stdout: str) -> dict[str, float]:
+        (window,) = json.loads(stdout)["files"][0]["windows"]
+        return window["scores"]
+
+    lines = [json.loads(line) for line in outputs["replay int8"].splitlines() if line.strip()]
+    (replayed,) = [ln["scores"] for ln in lines if ln["kind"] == "scores"]
+    got = classify_scores(outputs["classify int8"])
+    assert list(got) == ["door knock", "alarm", "silence", "speech"]  # configured labels, then background
+    assert set(replayed) == set(got)
+    for label, score in replayed.items():
+        assert abs(got[label] - score) < 1e-6, label
+    # int8 really is on: fp32 scores of the same clip differ (by about 1e-2 on the tiny model)
+    fp32_scores = classify_scores(outputs["classify fp32"])
+    assert max(abs(fp32_scores[lbl] - got[lbl]) for lbl in got) > 1e-3
+
+
+def test_score_batches_equals_one_by_one(tiny_model: Path) -> None:
+    """The shared batch loop: rows in input order across batch boundaries, equal to scoring each array alone."""
+    from monitor.config import InferenceConfig
+    from monitor.inference.loading import load_scorer
+    from monitor.inference.scorer import LabelPrompts
+    from monitor.offline.scoring import score_batches
+
+    scorer = load_scorer(str(tiny_model), InferenceConfig(threads=2),
+                         [LabelPrompts(lbl, (TEMPLATE.format(lbl),)) for lbl in LABELS])
+    rng = np.random.default_rng(7)
+    arrays = [(0.1 * (i + 1) * rng.standard_normal(96_000)).astype(np.float32) for i in range(7)]
+    batched = score_batches(scorer, iter(arrays), batch_size=3)  # batches of 3, 3 and 1
+    alone = np.concatenate([scorer.score(x[None]) for x in arrays])
+    assert batched.shape == (7, len(LABELS))
+    assert np.abs(batched - alone).max() < 1e-5
+    assert np.ptp(alone[:, 0]) > 1e-3  # the rows differ, so a reordering would show
+    assert score_batches(scorer, []).shape == (0, len(LABELS))
+    with pytest.raises(ValueError, match="equal lengths"):
+        score_batches(scorer, [arrays[0], arrays[1][:48_000]])
+    with pytest.raises(ValueError, match="equal lengths"):  # across batches too
+        score_batches(scorer, [arrays[0], arrays[1][:48_000]], batch_size=1)

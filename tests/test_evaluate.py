@@ -25,10 +25,19 @@ import soxr
 from support.audio import chirp, mixture, noise, tone, write_wav
 from transformers import pipeline
 
+from monitor.offline import datasets as dsets
 from monitor.offline import evaluate as ev
+from monitor.offline import report
 
 CLASSES = ["dog", "crying_baby", "chirping_birds", "door_wood_knock", "rain", "siren"]
 TEMPLATE = "This is a sound of {}."
+REPO = Path(__file__).resolve().parents[1]
+
+
+def monitor_env() -> dict[str, str]:
+    """Environment for ``python -m monitor`` run from another folder: this checkout's package, no config."""
+    env = {k: v for k, v in os.environ.items() if k != "SOUND_MONITOR_CONFIG"}
+    return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))}
 
 
 def clicks(seconds: float, rate: int, every: float, amplitude: float = 0.8) -> np.ndarray:
@@ -185,7 +194,7 @@ def test_cli_esc50_matches_pipeline(
     tiny_model: Path, esc50: Path, data: list[Item], tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     out = tmp_path / "out"
-    env = {k: v for k, v in os.environ.items() if k != "SOUND_MONITOR_CONFIG"}
+    env = monitor_env()
     proc = subprocess.Popen(
         [sys.executable, "-m", "monitor", "evaluate", str(esc50), "--model", str(tiny_model), "--out", str(out),
          "--batch-size", "4"],
@@ -238,7 +247,7 @@ def test_hf_datasets_layout(tiny_model: Path, tmp_path: Path, ref, data: list[It
     assert (res["layout"], res["splits"], res["n_clips"]) == ("hf-datasets", ["train"], len(data))
     assert (res["top1_accuracy"], res["top5_accuracy"]) == pytest.approx(accuracies(ref, data), abs=1e-12)
     # --folds works on the fold column
-    ds = ev.open_dataset(root, folds=[2])
+    ds = dsets.open_dataset(root, folds=[2])
     assert [c.name for c in ds.clips] == [it.filename for it in data if it.fold == 2]
 
 
@@ -253,15 +262,16 @@ def test_class_folders_layout(tiny_model: Path, tmp_path: Path, ref, data: list[
 
 
 def test_folds_and_limit_select_clips(esc50: Path, data: list[Item]) -> None:
-    ds = ev.open_dataset(esc50, folds=[1])
+    ds = dsets.open_dataset(esc50, folds=[1])
     assert ds.folds == [1] and ds.available_folds == [1, 2]
     assert [c.name for c in ds.clips] == [f"audio/{it.filename}" for it in data if it.fold == 1]
     assert ds.labels == [c.replace("_", " ") for c in CLASSES]  # every class stays a label
-    assert len(ev.open_dataset(esc50, limit=5).clips) == 5
+    assert len(dsets.open_dataset(esc50, limit=5).clips) == 5
 
 
 def test_clips_of_mixed_lengths_are_grouped_and_match_pipeline(tiny_model: Path, pipe, tmp_path: Path) -> None:
-    from monitor.inference.scorer import ClapScorer
+    from monitor.config import InferenceConfig
+    from monitor.inference.loading import load_scorer
 
     # two 2 s clips share a batch (one from 44.1 kHz, one at 48 kHz: both 96,000 samples at 48 kHz)
     lengths = {"a": [(2.0, 44_100), (3.0, 22_050)], "b": [(2.0, 48_000), (11.0, 48_000)]}
@@ -269,24 +279,29 @@ def test_clips_of_mixed_lengths_are_grouped_and_match_pipeline(tiny_model: Path,
         for i, (seconds, rate) in enumerate(specs):
             kind = "sweep_down" if cls == "a" else "noise"
             write_wav(tmp_path / cls / f"{i}.wav", sound(kind, i, rate, seconds), rate)
-    ds = ev.open_dataset(tmp_path)
-    result = ev.evaluate(ds, ClapScorer(str(tiny_model), threads=2), batch_size=2)
+    ds = dsets.open_dataset(tmp_path)
+    result = ev.evaluate(ds, load_scorer(str(tiny_model), InferenceConfig(threads=2), ev.dataset_labels(ds)),
+                         batch_size=2)
     assert result.truncated == 1  # the 11 s clip is scored on its first 10 s
     for clip, row in zip(result.clips, result.scores, strict=True):
         samples, rate = sf.read(str(clip.source), dtype="float32")
         x = at_48k(samples, rate)[:480_000]
         expected = {r["label"]: r["score"] for r in pipe(x, candidate_labels=["a", "b"])}
         assert row == pytest.approx([expected["a"], expected["b"]], abs=1e-5), clip.name
+    # a scorer loaded with other labels (here: in another order) would file scores under the wrong class
+    other = load_scorer(str(tiny_model), InferenceConfig(threads=2), ev.dataset_labels(ds)[::-1])
+    with pytest.raises(ValueError, match="not the dataset's"):
+        ev.evaluate(ds, other)
 
 
 def test_confusion_matrix_scales_to_50_classes(tmp_path: Path) -> None:
     classes = [f"class_{i}_with_a_long_name" for i in range(50)]
-    ds = ev.EvalDataset(tmp_path, ev.LAYOUT_FOLDERS, classes, [])
+    ds = dsets.EvalDataset(tmp_path, dsets.LAYOUT_FOLDERS, classes, [])
     rng = np.random.default_rng(0)
-    clips = [ev.Clip(f"{i}.wav", i % 50, None, Path(f"{i}.wav")) for i in range(200)]
+    clips = [dsets.Clip(f"{i}.wav", i % 50, None, Path(f"{i}.wav")) for i in range(200)]
     result = ev.EvalResult(ds, "m", TEMPLATE, [], rng.random((200, 50)).astype(np.float32),
                            np.array([c.truth for c in clips]), clips, seconds=1.0)
-    ev.plot_confusion(result, tmp_path / "cm.png")
+    report.plot_confusion(result, tmp_path / "cm.png")
     width, height = png_size(tmp_path / "cm.png")
     assert width >= 1000 and height >= 1000  # about a quarter inch per class
 
@@ -297,42 +312,42 @@ def test_confusion_matrix_scales_to_50_classes(tmp_path: Path) -> None:
 def test_missing_csv_is_named(tmp_path: Path, data: list[Item]) -> None:
     write_esc50(tmp_path / "esc", data[:2], broken=False)
     (tmp_path / "esc" / "meta" / "esc50.csv").unlink()
-    with pytest.raises(ev.EvaluationError, match=r"meta/esc50\.csv: missing"):
-        ev.open_dataset(tmp_path / "esc")
+    with pytest.raises(dsets.EvaluationError, match=r"meta/esc50\.csv: missing"):
+        dsets.open_dataset(tmp_path / "esc")
 
 
 def test_csv_without_needed_columns(tmp_path: Path) -> None:
     (tmp_path / "meta").mkdir()
     (tmp_path / "meta" / "esc50.csv").write_text("filename,label\na.wav,dog\n")
-    with pytest.raises(ev.EvaluationError, match=r"esc50\.csv: expected columns .* missing fold, category"):
-        ev.open_dataset(tmp_path)
+    with pytest.raises(dsets.EvaluationError, match=r"esc50\.csv: expected columns .* missing fold, category"):
+        dsets.open_dataset(tmp_path)
 
 
 def test_unknown_fold_is_named(esc50: Path) -> None:
-    with pytest.raises(ev.EvaluationError, match=r"fold 9 not in .* \(its folds: 1, 2\)"):
-        ev.open_dataset(esc50, folds=[1, 9])
+    with pytest.raises(dsets.EvaluationError, match=r"fold 9 not in .* \(its folds: 1, 2\)"):
+        dsets.open_dataset(esc50, folds=[1, 9])
 
 
 def test_folds_on_a_layout_without_folds(tmp_path: Path, data: list[Item]) -> None:
     root = write_folders(tmp_path / "f", data[:2])
-    with pytest.raises(ev.EvaluationError, match="has no folds"):
-        ev.open_dataset(root, folds=[1])
+    with pytest.raises(dsets.EvaluationError, match="has no folds"):
+        dsets.open_dataset(root, folds=[1])
 
 
 def test_empty_and_missing_folders_are_named(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ev.EvaluationError, match=rf"{tmp_path / 'empty'}: no audio files found"):
-        ev.open_dataset(tmp_path / "empty")
-    with pytest.raises(ev.EvaluationError, match=rf"{tmp_path / 'nope'}: no such dataset folder"):
-        ev.open_dataset(tmp_path / "nope")
+    with pytest.raises(dsets.EvaluationError, match=rf"{tmp_path / 'empty'}: no audio files found"):
+        dsets.open_dataset(tmp_path / "empty")
+    with pytest.raises(dsets.EvaluationError, match=rf"{tmp_path / 'nope'}: no such dataset folder"):
+        dsets.open_dataset(tmp_path / "nope")
 
 
 def test_hf_folder_without_category_column(tmp_path: Path) -> None:
     from datasets import Dataset
 
     Dataset.from_dict({"label": ["dog"], "audio": [b""]}).save_to_disk(str(tmp_path / "hf"))
-    with pytest.raises(ev.EvaluationError, match=r"expected columns audio and category; missing \['category'\]"):
-        ev.open_dataset(tmp_path / "hf")
+    with pytest.raises(dsets.EvaluationError, match=r"expected columns audio and category; missing \['category'\]"):
+        dsets.open_dataset(tmp_path / "hf")
 
 
 def test_no_readable_clip_is_an_error(tiny_model: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -347,6 +362,7 @@ def test_no_readable_clip_is_an_error(tiny_model: Path, tmp_path: Path, caplog: 
 def test_parse_folds() -> None:
     import argparse
 
-    assert ev.parse_folds("2,1, 2") == [1, 2]
+    assert dsets.parse_folds("2,1, 2") == [1, 2]
     with pytest.raises(argparse.ArgumentTypeError, match="1,2"):
-        ev.parse_folds("one")
+        dsets.parse_folds("one")
+    assert ev.parse_folds is dsets.parse_folds  # monitor/cli.py imports it from evaluate

@@ -1,11 +1,13 @@
 """``sound-monitor classify``: zero-shot scores of audio files against labels, per file and per window.
 
-A file is read whole (any format, rate and channel count), resampled to 48 kHz in one shot and scored with
-:class:`monitor.scorer.ClapScorer`, the same scorer the live monitor uses. A clip no longer than one window is
-scored as it is: the feature extractor's ``repeatpad`` fills the model's 10 s input exactly as
-``pipeline("zero-shot-audio-classification")`` would. A longer clip is cut into windows (``audio.window_seconds``
-every ``audio.hop_seconds``, as the live monitor does); a final partial window is not scored, and the file gets a
-summary (mean and max per label, top label by mean).
+A file is read whole (any format, rate and channel count), resampled to 48 kHz with
+:func:`monitor.core.resample.to_model_rate` and scored by a scorer from
+:func:`monitor.inference.loading.load_scorer`, loaded as the live monitor loads it (with a config: its
+``inference`` threads and precision), so ``classify --config`` prints the scores ``replay --scores`` does.
+A clip no longer than one window is scored as it is: the feature extractor's ``repeatpad`` fills the model's
+10 s input exactly as ``pipeline("zero-shot-audio-classification")`` would. A longer clip is cut into windows
+(``audio.window_seconds`` every ``audio.hop_seconds``, as the live monitor does); a final partial window is not
+scored, and the file gets a summary (mean and max per label, top label by mean).
 """
 
 from __future__ import annotations
@@ -13,13 +15,12 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
-import soxr
 
 from monitor.config import (
     DEFAULT_MODEL,
@@ -27,26 +28,21 @@ from monitor.config import (
     MODEL_SAMPLE_RATE,
     AudioConfig,
     Config,
+    InferenceConfig,
     load_config,
 )
-from monitor.inference.scorer import LabelPrompts
+from monitor.core.resample import to_model_rate
+from monitor.core.windowing import Windower
+from monitor.inference.loading import load_scorer
+from monitor.inference.scorer import ClapScorer, LabelPrompts, ModelLoadError
+from monitor.offline.scoring import BATCH_SIZE, score_batches
 from monitor.sources.audiofile import AudioFileError, find_audio_files, read_audio
 
 log = logging.getLogger(__name__)
 
-BATCH_SIZE = 8  # windows of one file scored together (all the same length)
-
 
 class ClassifyError(Exception):
     """Classification cannot run (no labels, no files); the message says why."""
-
-
-def to_model_rate(samples: np.ndarray, rate: int) -> np.ndarray:
-    """Mono float32 samples at ``rate`` → 48 kHz, resampled in one shot (untouched when already 48 kHz)."""
-    samples = np.ascontiguousarray(samples, dtype=np.float32)
-    if rate == MODEL_SAMPLE_RATE:
-        return samples
-    return np.ascontiguousarray(soxr.resample(samples, rate, MODEL_SAMPLE_RATE, quality="HQ"), dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -58,7 +54,7 @@ class ClassifySettings:
     prompt_template: str = DEFAULT_PROMPT_TEMPLATE
     window_seconds: float = 5.0
     hop_seconds: float = 1.0
-    threads: int | None = None
+    inference: InferenceConfig = field(default_factory=InferenceConfig)  # the config's threads and precision
 
 
 def resolve_settings(
@@ -71,8 +67,9 @@ def resolve_settings(
 
     Labels come from ``labels`` if given, else from the config (its labels with their prompts, then its
     background labels: the set the live monitor scores, so the numbers match ``replay --scores``). The prompt
-    template, window, hop and model come from the config when there is one, else the defaults. A missing config
-    file is an error only when ``config_required`` (it was named explicitly) or no labels were given.
+    template, window, hop, model and ``inference`` section (threads, precision) come from the config when there
+    is one, else the defaults. A missing config file is an error only when ``config_required`` (it was named
+    explicitly) or no labels were given.
     """
     cfg: Config | None = None
     if config_path is not None and Path(config_path).is_file():
@@ -100,15 +97,14 @@ def resolve_settings(
         prompt_template=template,
         window_seconds=audio.window_seconds,
         hop_seconds=audio.hop_seconds,
-        threads=cfg.inference.threads if cfg else None,
+        inference=cfg.inference if cfg else InferenceConfig(),
     )
 
 
 def config_labels(cfg: Config) -> list[LabelPrompts]:
-    """The labels the live monitor scores for ``cfg`` (configured labels, then background labels)."""
-    from monitor.pipeline import scorer_labels  # the one definition of the monitor's label set
-
-    return scorer_labels(cfg)
+    """The labels the live monitor scores for ``cfg``: configured labels with their prompts, then background."""
+    out = [LabelPrompts(label.name, tuple(cfg.label_prompts(label))) for label in cfg.labels]
+    return out + [LabelPrompts(b, (cfg.prompt_template.format(b),)) for b in cfg.background]
 
 
 @dataclass
@@ -160,35 +156,30 @@ class FileScores:
         }
 
 
-def score_clip(scorer: Any, samples: np.ndarray, window_seconds: float, hop_seconds: float,
+def score_clip(scorer: ClapScorer, samples: np.ndarray, window_seconds: float, hop_seconds: float,
                ) -> tuple[list[float], list[float], np.ndarray]:
     """Score 48 kHz samples: as one clip if no longer than a window, else window by window.
 
     Returns window starts, ends (seconds) and scores ``(windows, labels)``. A clip longer than a window always
     has at least one full window; the samples after the last full window are not scored.
     """
-    from monitor.core.windowing import Windower
-
     rate = MODEL_SAMPLE_RATE
     windower = Windower(window_seconds, hop_seconds, rate)
     if len(samples) <= windower.window:
-        return [0.0], [len(samples) / rate], scorer.score(samples[None])
+        return [0.0], [len(samples) / rate], score_batches(scorer, [samples])
     starts: list[float] = []
-    rows: list[np.ndarray] = []
-    batch: list[np.ndarray] = []
-    for _, start, win in windower.push(samples):
-        starts.append(start / rate)
-        batch.append(win)
-        if len(batch) == BATCH_SIZE:
-            rows.append(scorer.score(np.stack(batch)))
-            batch = []
-    if batch:
-        rows.append(scorer.score(np.stack(batch)))
+
+    def windows() -> Iterator[np.ndarray]:  # lazily: an hour-long file is never held as all its windows
+        for _, start, win in windower.push(samples):
+            starts.append(start / rate)
+            yield win
+
+    scores = score_batches(scorer, windows(), BATCH_SIZE)
     ends = [s + windower.window / rate for s in starts]
-    return starts, ends, np.concatenate(rows)
+    return starts, ends, scores
 
 
-def classify_file(scorer: Any, path: str | Path, window_seconds: float, hop_seconds: float) -> FileScores:
+def classify_file(scorer: ClapScorer, path: str | Path, window_seconds: float, hop_seconds: float) -> FileScores:
     """Read, resample and score one file (raises :class:`AudioFileError` if it cannot be read)."""
     samples, rate = read_audio(path)
     starts, ends, scores = score_clip(scorer, to_model_rate(samples, rate), window_seconds, hop_seconds)
@@ -196,7 +187,7 @@ def classify_file(scorer: Any, path: str | Path, window_seconds: float, hop_seco
 
 
 def classify_files(
-    scorer: Any, paths: Sequence[str | Path], window_seconds: float, hop_seconds: float
+    scorer: ClapScorer, paths: Sequence[str | Path], window_seconds: float, hop_seconds: float
 ) -> tuple[list[FileScores], list[tuple[str, str]]]:
     """Classify files and folders (recursively); unreadable files are logged and returned as (file, reason)."""
     files = find_audio_files(list(paths))
@@ -258,8 +249,6 @@ def run(
     out: TextIO | None = None,
 ) -> int:
     """The ``classify`` command: 0 if at least one file was scored, 1 if none could be (reasons on stderr)."""
-    from monitor.inference.scorer import ClapScorer, ModelLoadError
-
     out = out or sys.stdout
     if top_k < 1:
         log.error("--top-k: must be at least 1 (got %d)", top_k)
@@ -277,12 +266,10 @@ def run(
         log.error("nothing to classify: no audio files in %s", ", ".join(map(str, paths)))
         return 1
     try:
-        scorer = ClapScorer(settings.model, settings.threads)
+        scorer = load_scorer(settings.model, settings.inference, settings.labels)
     except ModelLoadError as exc:
         log.error("%s", exc)
         return 1
-    scorer.set_labels(settings.labels)
-    scorer.free_text_tower()
     results, errors = classify_files(scorer, files, settings.window_seconds, settings.hop_seconds)
     if as_json:
         out.write(json.dumps(report_json(settings, results, errors, top_k)) + "\n")
