@@ -301,8 +301,10 @@ def measure_latency(model: str, tmp: Path) -> dict[str, Any]:
     from helpers import Broker, MqttCollector
 
     from monitor.config import load_config
-    from monitor.pipeline import Monitor
+    from monitor.records import ScoredWindow
+    from monitor.sinks import Sink
     from monitor.sources.audiofile import FileSource
+    from monitor.wiring import build_monitor
 
     seconds = 60
     # 4 s of beeping every 8 s, so that events start and end again and again
@@ -341,9 +343,15 @@ def measure_latency(model: str, tmp: Path) -> dict[str, Any]:
 
         sub.client.on_message = on_message
         inference: list[float] = []
-        mon = Monitor(cfg, lambda: FileSource(wav, realtime=True), live=True)
-        mon.window_listeners.append(lambda sw: (cut_at.__setitem__(round(sw.end, 3), sw.mono_end),
-                                                inference.append(sw.inference_seconds) if not sw.skipped else None))
+
+        class Timing(Sink):
+            def on_window(self, sw: ScoredWindow) -> None:
+                cut_at[round(sw.end, 3)] = sw.mono_end
+                if not sw.skipped:
+                    inference.append(sw.inference_seconds)
+
+        mon = build_monitor(cfg, lambda: FileSource(wav, realtime=True), live=True, extra_sinks=[Timing()],
+                            stdout=False)
         stop = threading.Event()
         cpu0 = time.process_time()
         t0 = time.monotonic()

@@ -65,6 +65,8 @@ def build_monitor(
             log.error("metrics.port is set but prometheus_client is missing (%s): pip install 'sound-monitor[metrics]'",
                       exc)
         else:
-            monitor.sinks.append(Metrics(monitor.stats, monitor.health, registry, cfg.model, cfg.node_name(),
-                                         publisher=publisher, bind=cfg.metrics.bind, port=cfg.metrics.port))
+            metrics = Metrics(monitor.stats, monitor.health, registry, cfg.model, cfg.node_name(),
+                              publisher=publisher, bind=cfg.metrics.bind, port=cfg.metrics.port)
+            metrics.start()  # now, so /healthz answers "starting" while the model loads
+            monitor.sinks.append(metrics)
     return monitor

@@ -12,6 +12,7 @@ from monitor.core.windowing import dbfs
 from monitor.inference.adaptive import AdaptiveHop
 from monitor.inference.scorer import ClapScorer, LabelPrompts, ModelLoadError, bf16_supported
 from monitor.inference.worker import InferenceWorker
+from monitor.labels import LabelRegistry, LabelSet
 from monitor.records import ScoredWindow, Window
 
 
@@ -67,7 +68,8 @@ def run_worker(scorer: ClapScorer, windows: list[Window], adaptive: AdaptiveHop 
     for w in windows:
         q.put(w)
     q.close()
-    worker = InferenceWorker(scorer, q, results, max_batch=1, adaptive=adaptive)
+    registry = LabelRegistry(LabelSet(version=1, labels=()))  # unchanged during the run: no label sync
+    worker = InferenceWorker(scorer, registry, q, results, max_batch=1, adaptive=adaptive)
     worker.start()
     assert worker.join(60)
     out = []

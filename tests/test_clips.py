@@ -111,8 +111,8 @@ def test_clip_name_is_unique_when_two_events_share_a_timestamp(tiny_model: Path,
     def start() -> Event:
         return Event("start", "beep", "beep", 0.9, 0.9, "2026-01-02T03:04:05.678Z", 1.0, 2.0, "n")
 
-    a, b = start(), start()
-    rec.on_event(a)
-    rec.on_event(b)
+    original = start()
+    a, b = rec.annotate(original), rec.annotate(start())
+    assert "clip" not in original.extra  # events are immutable: the clip name comes on a new one
     assert a.extra["clip"] == "2026-01-02T03-04-05.678Z_beep.flac"
     assert b.extra["clip"] == "2026-01-02T03-04-05.678Z_beep-2.flac"

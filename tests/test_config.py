@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from monitor.config import ConfigError, load_config, parse_config
+from monitor.labels import labels_from_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,7 +26,7 @@ def test_minimal_config_defaults() -> None:
     cfg = parse_config({"labels": [{"name": "Dog Barking!"}]})
     lbl = cfg.labels[0]
     assert lbl.slug == "dog_barking"
-    assert cfg.label_prompts(lbl) == ["This is a sound of Dog Barking!."]
+    assert labels_from_config(cfg).scored()[0].prompts == ("This is a sound of Dog Barking!.",)
     assert cfg.label_threshold(lbl) == cfg.detection.threshold
     assert cfg.mqtt is None
     assert "silence" in cfg.background

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -24,10 +23,7 @@ from support.procs import MonitorProcess
 from support.runner import RunningMonitor
 from support.wait import wait_for
 
-from monitor.mqtt.telemetry import attach_integrations
-from monitor.pipeline import Monitor
-from monitor.sinks.metrics import health
-from monitor.sources.audiofile import FileSource
+from monitor.sinks.metrics import Metrics
 
 
 def http_get(url: str) -> tuple[int, str]:
@@ -130,13 +126,15 @@ def test_counters_match_the_run_and_healthz_says_why(tiny_model: Path, broker: B
     cfg = make_config(tiny_model, broker, labels=[{"name": "dog barking", "threshold": 0.0}, "glass breaking"],
                       audio={"min_dbfs": -50.0}, metrics={"port": port, "bind": "127.0.0.1"})
     base = f"http://127.0.0.1:{port}"
-    windows, events = [], []
-    monitor = Monitor(cfg, lambda: FileSource(wav), live=False, on_scores=windows.append, on_event=events.append)
-    with attach_integrations(monitor, cfg) as integrations:
-        code, reason = http_get(f"{base}/healthz")
-        assert code == 503 and "starting" in reason
-        assert value(http_get(f"{base}/metrics")[1], "sound_monitor_windows_scored_total") == 0.0
-        assert monitor.run(threading.Event()) == 0
+    run = RunningMonitor(cfg, wav, realtime=False)
+    windows, events, monitor = run.windows, run.events, run.monitor
+    metrics = next(s for s in monitor.sinks if isinstance(s, Metrics))
+    code, reason = http_get(f"{base}/healthz")
+    assert code == 503 and "starting" in reason
+    assert value(http_get(f"{base}/metrics")[1], "sound_monitor_windows_scored_total") == 0.0
+    metrics.stop = lambda: None  # keep serving after the run, to read the final counters
+    try:
+        assert run.start().finish() == 0
         text = http_get(f"{base}/metrics")[1]
         skipped = [w for w in windows if w.skipped]
         assert skipped and len(skipped) < len(windows)
@@ -150,10 +148,12 @@ def test_counters_match_the_run_and_healthz_says_why(tiny_model: Path, broker: B
         assert sum(1 for e in events if e.type == "start") >= 2  # the gap ends the first event
         assert abs(value(text, "sound_monitor_level_dbfs") - windows[-1].dbfs) < 1e-6
         # After the file, nothing makes progress: the health check names what stalled.
-        ok, why = health(monitor, now=time.monotonic() + 60)
+        ok, why = monitor.health(now=time.monotonic() + 60)
         assert not ok and "no audio" in why
-        assert integrations.server is not None
-    assert http_get(f"{base}/healthz")[0] == 0  # closed with the integrations
+        assert metrics.server is not None
+    finally:
+        Metrics.stop(metrics)
+    assert http_get(f"{base}/healthz")[0] == 0  # closed
 
 
 def test_metrics_port_taken_is_reported_and_the_monitor_runs(tiny_model: Path, tmp_path: Path,
@@ -164,6 +164,6 @@ def test_metrics_port_taken_is_reported_and_the_monitor_runs(tiny_model: Path, t
         taken.listen()
         cfg = make_config(tiny_model, metrics={"port": taken.getsockname()[1], "bind": "127.0.0.1"})
         run = RunningMonitor(cfg, wav, realtime=False)
-        assert run.integrations.server is None
+        assert next(s for s in run.monitor.sinks if isinstance(s, Metrics)).server is None
         assert "cannot listen" in caplog.text
         assert run.start().finish() == 0 and run.windows

@@ -42,8 +42,8 @@ def test_timeline_shows_scores_thresholds_events_and_level(tiny_model: Path, tmp
     cfg = make_config(tiny_model, labels=[{"name": "beep", "threshold": 0.5}], background=["silence"],
                       detection={"min_hits": 1, "end_after_seconds": 1.0, "cooldown_seconds": 0.0})
     run = RunningMonitor(cfg, wav, realtime=False, scorer=LoudnessScorer())
-    recorder = TimelineRecorder(run.monitor)
-    recorder.attach()
+    recorder = TimelineRecorder()
+    run.monitor.sinks.append(recorder)
     assert run.start().finish() == 0
     fig = timeline_figure(recorder.points, recorder.events)
     scores_ax, level_ax = fig.axes[:2]

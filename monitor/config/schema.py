@@ -285,10 +285,6 @@ class Config(_Strict):
         """The threshold that applies to ``label``."""
         return label.threshold if label.threshold is not None else self.detection.threshold
 
-    def label_prompts(self, label: LabelConfig) -> list[str]:
-        """The formatted prompts for ``label``."""
-        return [self.prompt_template.format(p) for p in (label.prompts or [label.name])]
-
 
 def host_name() -> str:
     """Host name, used in the default topic prefix and client id."""

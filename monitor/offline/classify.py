@@ -34,7 +34,8 @@ from monitor.config import (
 from monitor.core.resample import to_model_rate
 from monitor.core.windowing import Windower
 from monitor.inference.loading import load_scorer
-from monitor.inference.scorer import ClapScorer, LabelPrompts, ModelLoadError
+from monitor.inference.scorer import ClapScorer, ModelLoadError
+from monitor.labels import LabelPrompts, labels_from_config
 from monitor.offline.scoring import BATCH_SIZE, score_batches
 from monitor.sources.audiofile import AudioFileError, find_audio_files, read_audio
 
@@ -102,9 +103,9 @@ def resolve_settings(
 
 
 def config_labels(cfg: Config) -> list[LabelPrompts]:
-    """The labels the live monitor scores for ``cfg``: configured labels with their prompts, then background."""
-    out = [LabelPrompts(label.name, tuple(cfg.label_prompts(label))) for label in cfg.labels]
-    return out + [LabelPrompts(b, (cfg.prompt_template.format(b),)) for b in cfg.background]
+    """The labels the live monitor scores for ``cfg`` (the label registry's definition): configured labels with
+    their prompts, then background labels."""
+    return labels_from_config(cfg).scored()
 
 
 @dataclass

@@ -107,6 +107,7 @@ class Metrics(Sink):
         self.publisher = publisher
         self.bind, self.port = bind, port
         self.server: MetricsServer | None = None
+        self._tried = False
         self.prom = CollectorRegistry(auto_describe=True)
         self.inference_seconds = Histogram(
             "sound_monitor_inference_seconds", "Model time per scored window (a batch's time shared out).",
@@ -118,9 +119,13 @@ class Metrics(Sink):
         self.prom.register(_MonitorCollector(self))
 
     def start(self) -> None:
-        """Serve ``/metrics`` and ``/healthz`` (a taken port is logged loudly; the monitor keeps listening)."""
-        if self.port is None:
+        """Serve ``/metrics`` and ``/healthz`` (a taken port is logged loudly; the monitor keeps listening).
+
+        Idempotent: the wiring starts it before the model loads, the pipeline's start of sinks is then a no-op.
+        """
+        if self.port is None or self.server is not None or self._tried:
             return
+        self._tried = True
         try:
             self.server = MetricsServer(self, self.bind or "127.0.0.1", self.port).start()
         except OSError as exc:

@@ -8,34 +8,42 @@ from pathlib import Path
 from typing import Any
 
 from monitor.config import Config
-from monitor.mqtt.telemetry import Integrations, attach_integrations
-from monitor.pipeline import Monitor
 from monitor.records import Event, ScoredWindow
+from monitor.sinks import Sink
 from monitor.sources.audiofile import FileSource
+from monitor.wiring import build_monitor
 from support.wait import wait_for
 
 __all__ = ["RunningMonitor"]
 
 
-class RunningMonitor:
-    """``Monitor.run`` with its integrations on a background thread, over a file (paced in real time or not).
+class _Recorder(Sink):
+    def __init__(self, owner: RunningMonitor, on_event: Callable[[Event], None] | None) -> None:
+        self.owner = owner
+        self.on_event_hook = on_event
 
-    ``windows`` and ``events`` collect what the monitor's listeners saw, in order.
+    def on_window(self, window: ScoredWindow) -> None:
+        self.owner.windows.append(window)
+
+    def on_event(self, event: Event) -> None:
+        self.owner.events.append(event)
+        if self.on_event_hook is not None:
+            self.on_event_hook(event)
+
+
+class RunningMonitor:
+    """A monitor built as the CLI builds it (``build_monitor``: every sink the config asks for), run on a
+    background thread over a file (paced in real time or not).
+
+    ``windows`` and ``events`` collect what the sinks saw, in order (events with their clip names).
     """
 
     def __init__(self, cfg: Config, wav: Path, realtime: bool = True, scorer: Any = None,
                  on_event: Callable[[Event], None] | None = None) -> None:
         self.windows: list[ScoredWindow] = []
         self.events: list[Event] = []
-
-        def record(ev: Event) -> None:
-            self.events.append(ev)
-            if on_event is not None:
-                on_event(ev)
-
-        self.monitor = Monitor(cfg, lambda: FileSource(wav, realtime=realtime), live=False,
-                               on_scores=self.windows.append, on_event=record, scorer=scorer)
-        self.integrations: Integrations = attach_integrations(self.monitor, cfg)
+        self.monitor = build_monitor(cfg, lambda: FileSource(wav, realtime=realtime), live=False, scorer=scorer,
+                                     extra_sinks=[_Recorder(self, on_event)], stdout=False)
         self.stop = threading.Event()
         self.rc: int | None = None
         self.error: BaseException | None = None
@@ -43,8 +51,7 @@ class RunningMonitor:
 
     def _run(self) -> None:
         try:
-            with self.integrations:
-                self.rc = self.monitor.run(self.stop)
+            self.rc = self.monitor.run(self.stop)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread by finish()
             self.error = exc
 
