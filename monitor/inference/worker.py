@@ -59,7 +59,6 @@ class InferenceWorker:
         self._jobs: list[Callable[[], None]] = []
         self._jobs_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
-        self.on_inference: Callable[[float, int], None] | None = None
 
     def start(self) -> None:
         """Start the thread."""
@@ -134,8 +133,6 @@ class InferenceWorker:
                 names = self.scorer.labels
                 for w, row in zip(todo, matrix, strict=True):
                     scores[w.index] = {n: float(s) for n, s in zip(names, row, strict=True)}
-                if self.on_inference is not None:
-                    self.on_inference(elapsed, len(todo))
         for w in batch:
             reason = reasons[w.index]
             if not reason and w.index not in scores:
