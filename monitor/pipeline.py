@@ -160,7 +160,6 @@ class Monitor:
             self.windows,
             self.cfg.audio.window_seconds,
             self.cfg.audio.hop_seconds,
-            reopen=self.source_factory if self.live else None,
             live=self.live,
             taps=self.audio_taps,
         )

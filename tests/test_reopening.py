@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
+import numpy as np
 import pytest
-from helpers import wait_for
+from helpers import tone, wait_for, write_wav
 
+from monitor.core.queues import DropOldestQueue
+from monitor.core.windowing import WindowStage
+from monitor.records import Window
 from monitor.sources.capture import Capture
 from monitor.sources.reopening import ReopeningSource
 
@@ -96,3 +101,43 @@ def test_interrupt_ends_a_read_waiting_in_the_backoff(pulse, caplog: pytest.LogC
         src.interrupt()
         reader.thread.join(30)
         src.stop()
+
+
+def test_window_stage_follows_a_reopened_microphone_to_another_rate(pulse, tmp_path: Path) -> None:
+    """48 kHz, unplugged, back at 16 kHz: windows resume at the right pitch; stop() is prompt while it is gone."""
+    src = ReopeningSource(opener(pulse, [48000, 16000]))
+    queue: DropOldestQueue[Window] = DropOldestQueue(1000)
+    stage = WindowStage(src, queue, window_seconds=0.5, hop_seconds=0.5, live=True)
+    got: list[Window] = []
+
+    def windows() -> int:
+        while (w := queue.get(timeout=0)) is not None:
+            got.append(w)
+        return len(got)
+
+    stage.start()
+    try:
+        wait_for(lambda: windows() >= 1, timeout=30, message="no window at 48 kHz")
+        pulse.unplug()
+        try:
+            wait_for(lambda: src.state == "down", timeout=30, message="unplug not noticed")
+        finally:
+            pulse.replug()
+        wait_for(lambda: src.state == "up" and src.rate == 16000, timeout=60, message="not reopened at 16 kHz")
+        pulse.play(write_wav(tmp_path / "tone.wav", tone(3, 48000, 1000, 0.5), 48000))
+        loud = wait_for(lambda: windows() and [w for w in got if w.dbfs > -12], timeout=30, message="no loud window")
+        seg = loud[0].samples
+        assert len(seg) == 24000
+        peak_hz = np.argmax(np.abs(np.fft.rfft(seg * np.hanning(len(seg))))) * 48000 / len(seg)
+        assert abs(peak_hz - 1000) < 10, peak_hz  # 3000 Hz if 16 kHz audio were taken for 48 kHz
+        pulse.unplug()
+        try:
+            wait_for(lambda: src.state == "down", timeout=30, message="second unplug not noticed")
+            stage.stop()
+            assert stage.join(60), "the stage did not stop while the source waited for the device"
+        finally:
+            pulse.replug()
+        assert stage.error is None
+    finally:
+        stage.stop()
+        stage.join(30)

@@ -2,7 +2,7 @@
 
 Metrics use ``prometheus_client`` with a registry of their own (not the process-global one), all named
 ``sound_monitor_*``. Counters that other objects already keep (windows scored by the worker, windows dropped
-by the queue, capture overruns in the ring buffer, MQTT state) are read at scrape time by a custom collector,
+by the queue, capture overruns counted by the audio source, MQTT state) are read at scrape time by a custom collector,
 so nothing is counted twice; what only passes by (inference time per window, events, the latest level and
 scores) is recorded by window and event listeners on the main thread.
 """
@@ -55,20 +55,11 @@ class _MonitorCollector(Collector):
 
     def __init__(self, owner: Metrics) -> None:
         self.owner = owner
-        self._ring: Any = None
-        self._ring_base = (0, 0)  # overruns, lost samples of rings replaced by a device reopen
 
-    def _ring_counts(self) -> tuple[int, int]:
-        stage = self.owner.monitor.stage
-        ring = getattr(getattr(stage, "source", None), "ring", None)
-        if ring is not self._ring:
-            if self._ring is not None:  # the device was reopened: keep the old ring's counts
-                old = self._ring
-                self._ring_base = (self._ring_base[0] + old.overruns, self._ring_base[1] + old.lost_samples)
-            self._ring = ring
-        if ring is None:
-            return self._ring_base
-        return self._ring_base[0] + ring.overruns, self._ring_base[1] + ring.lost_samples
+    def _capture_counts(self) -> tuple[int, int]:
+        # A live source (ReopeningSource) sums them over every reopened capture; a file has none.
+        source = getattr(self.owner.monitor.stage, "source", None)
+        return getattr(source, "overruns", 0), getattr(source, "lost_samples", 0)
 
     def collect(self) -> Iterator[Metric]:
         m = self.owner.monitor
@@ -87,7 +78,7 @@ class _MonitorCollector(Collector):
                       getattr(worker, "idle_skipped", 0) if worker else 0)
         yield counter("windows_dropped", "Windows dropped because inference fell behind.", m.windows.dropped)
         yield counter("inference_errors", "Inference calls that failed.", worker.errors if worker else 0)
-        overruns, lost = self._ring_counts()
+        overruns, lost = self._capture_counts()
         yield counter("capture_overruns", "Times the capture ring buffer overflowed (audio lost).", overruns)
         yield counter("capture_lost_samples", "Samples lost to capture ring buffer overflows.", lost)
         yield gauge("queue_depth", "Windows waiting for inference.", len(m.windows))
