@@ -69,18 +69,15 @@ def _run_monitor(cfg: Config, source_factory: Callable[[], Any], live: bool, sco
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Listen to the microphone until SIGTERM/SIGINT."""
-    from monitor.sources.capture import Capture, CaptureError, rescan_devices
+    from monitor.sources.capture import Capture, CaptureError
+    from monitor.sources.reopening import ReopeningSource
 
     cfg = load(args)
     a = cfg.audio
-    opened = []
 
     def open_capture() -> Capture:
-        if opened:  # reopening after the device vanished: PortAudio must look for it again
-            rescan_devices()
         cap = Capture(a.device, a.samplerate, a.channels, ring_seconds=a.window_seconds * 2 + 2)
         cap.start()
-        opened.append(True)
         return cap
 
     try:
@@ -88,7 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except CaptureError as exc:
         log.error("%s", exc)
         return 1
-    return _run_monitor(cfg, open_capture, live=True, scores=args.scores)
+    return _run_monitor(cfg, lambda: ReopeningSource(open_capture), live=True, scores=args.scores)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

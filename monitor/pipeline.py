@@ -259,8 +259,6 @@ class Monitor:
 
 
 def _capture_counts(source: object) -> tuple[int, int]:
-    """(overruns, lost samples) a source reports; 0 for sources without a capture ring (files)."""
-    ring = getattr(source, "ring", None)
-    if ring is None:
-        return 0, 0
-    return ring.overruns, ring.lost_samples
+    """(overruns, lost samples) a source reports: a live source sums them over every capture it reopened;
+    a file has none."""
+    return getattr(source, "overruns", 0), getattr(source, "lost_samples", 0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import Generic, TypeVar
@@ -85,9 +84,3 @@ class DropOldestQueue(Generic[T]):
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-
-    def join(self, timeout: float) -> bool:
-        """Wait until the queue is empty (True) or ``timeout`` passes (False)."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            return self._cond.wait_for(lambda: not self._items, max(0.0, deadline - time.monotonic()))

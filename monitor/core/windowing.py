@@ -20,7 +20,6 @@ from monitor.config import MODEL_SAMPLE_RATE
 from monitor.core.queues import DropOldestQueue
 from monitor.core.resample import StreamResampler
 from monitor.records import Window
-from monitor.sources.capture import CaptureError
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +76,20 @@ class Windower:
 
 
 class AudioSource(Protocol):
-    """A stream of mono float32 blocks: a microphone (:class:`monitor.capture.Capture`) or a file."""
+    """A stream of mono float32 blocks: a microphone (``monitor.sources``: ``Capture``, ``ReopeningSource``) or a file.
+
+    ``rate`` may change between reads (a microphone reopened at another rate); the next block is at the new rate.
+    """
 
     rate: int
     lossless: bool  # True: never drop windows (file replay); False: drop the oldest when behind (live)
 
     def read(self, timeout: float = 0.5) -> np.ndarray | None:
         """Next samples (possibly empty), None at the end of the stream."""
+        ...
+
+    def interrupt(self) -> None:
+        """Wake a blocked ``read()`` from another thread so that shutdown is immediate (may be a no-op)."""
         ...
 
     def stop(self) -> None:
@@ -94,8 +100,8 @@ class AudioSource(Protocol):
 class WindowStage:
     """The windowing thread: reads a source, resamples, cuts windows, queues them for inference.
 
-    A live source that fails (USB microphone unplugged) is reopened through ``reopen`` with backoff;
-    while it is gone no windows flow, so the watchdog and ``/healthz`` report the stall.
+    A live source that loses its device (USB microphone unplugged) reopens it itself; while it is gone its
+    ``read()`` blocks, no windows flow, and the watchdog and ``/healthz`` report the stall.
     """
 
     def __init__(
@@ -104,7 +110,6 @@ class WindowStage:
         windows: DropOldestQueue[Window],
         window_seconds: float,
         hop_seconds: float,
-        reopen: Callable[[], AudioSource] | None = None,
         live: bool = True,
         taps: list[Callable[[int, np.ndarray], None]] | None = None,
     ) -> None:
@@ -112,15 +117,10 @@ class WindowStage:
         self.windows = windows
         self.window_seconds = window_seconds
         self.hop_seconds = hop_seconds
-        self.reopen = reopen
         self.live = live
         self.taps = taps if taps is not None else []
         self.error: BaseException | None = None
         self.last_progress = time.monotonic()
-        self.samples_in = 0
-        self.source_failures = 0
-        self._reported_overruns = 0
-        self._last_overrun_log = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="windowing", daemon=True)
         self._windower = Windower(window_seconds, hop_seconds)
@@ -131,8 +131,9 @@ class WindowStage:
         self._thread.start()
 
     def stop(self) -> None:
-        """Ask the thread to finish (it closes the window queue)."""
+        """Ask the thread to finish (it closes the window queue), waking a read blocked in the source."""
         self._stop.set()
+        self.source.interrupt()
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the thread; True if it finished."""
@@ -158,20 +159,14 @@ class WindowStage:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                try:
-                    block = self.source.read(0.5)
-                except CaptureError as exc:
-                    if self.reopen is None:
-                        raise
-                    self._recover(exc)
-                    continue
+                block = self.source.read(0.5)
                 if block is None:
                     self._emit(self._resampler.process(np.zeros(0, np.float32), last=True))
                     break
                 self.last_progress = time.monotonic()
-                self._report_overruns()
                 if block.size:
-                    self.samples_in += block.size
+                    if self.source.rate != self._resampler.in_rate:  # reopened at another rate
+                        self._resampler = StreamResampler(self.source.rate)
                     self._emit(self._resampler.process(block))
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which exits non-zero
             self.error = exc
@@ -179,35 +174,3 @@ class WindowStage:
         finally:
             self.source.stop()
             self.windows.close()
-
-    def _report_overruns(self) -> None:
-        # Counted in the audio callback / ring buffer; logged here, at most every 10 s.
-        ring = getattr(self.source, "ring", None)
-        if ring is None:
-            return
-        count = ring.overruns + getattr(self.source, "input_overflows", 0)
-        now = time.monotonic()
-        if count > self._reported_overruns and now - self._last_overrun_log >= 10.0:
-            log.warning(
-                "audio overrun: %d so far (%d samples lost to a slow consumer, %d device input overflows)",
-                count, ring.lost_samples, getattr(self.source, "input_overflows", 0),
-            )
-            self._reported_overruns = count
-            self._last_overrun_log = now
-
-    def _recover(self, exc: CaptureError) -> None:
-        self.source_failures += 1
-        log.error("%s; reopening the input device", exc)
-        self.source.stop()
-        delay = 1.0
-        while not self._stop.is_set():
-            try:
-                assert self.reopen is not None
-                self.source = self.reopen()
-                self._resampler = StreamResampler(self.source.rate)
-                log.warning("audio input is back")
-                return
-            except CaptureError as err:
-                log.error("%s; retrying in %.0f s", err, delay)
-                self._stop.wait(delay)
-                delay = min(delay * 2, 30.0)

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from monitor.core.resample import downmix
+
 AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".w64", ".caf"}
 
 
@@ -29,10 +31,6 @@ def _open(path: str | Path) -> sf.SoundFile:
         raise AudioFileError(f"{p}: not a readable audio file ({exc})") from None
 
 
-def _mono(block: np.ndarray) -> np.ndarray:
-    return block if block.ndim == 1 else block.mean(axis=1, dtype=np.float32)
-
-
 def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
     """Whole file as mono float32 in [-1, 1] and its sample rate."""
     with _open(path) as f:
@@ -42,7 +40,7 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
             raise AudioFileError(f"{path}: cannot decode ({exc})") from None
         if data.shape[0] == 0:
             raise AudioFileError(f"{path}: contains no samples")
-        return np.ascontiguousarray(_mono(data)), int(f.samplerate)
+        return np.ascontiguousarray(downmix(data)), int(f.samplerate)
 
 
 def find_audio_files(paths: list[str | Path]) -> list[Path]:
@@ -95,7 +93,10 @@ class FileSource:
             self._file.close()
             return None
         self._sent += block.shape[0]
-        return _mono(block)
+        return downmix(block)
+
+    def interrupt(self) -> None:
+        """Nothing to wake: a read waits at most its timeout (the realtime pacing)."""
 
     def stop(self) -> None:
         """Close the file."""

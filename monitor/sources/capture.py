@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from monitor.core.resample import downmix
+
 log = logging.getLogger(__name__)
 
 PREFERRED_RATES = (48_000, 44_100, 32_000, 16_000, 96_000)
@@ -214,7 +216,6 @@ class Capture:
         self._stream: Any = None
         self._finished = threading.Event()
         self.input_overflows = 0
-        self.status_flags = 0
         self.callback_errors = 0
         self.last_data_monotonic = 0.0
 
@@ -240,17 +241,10 @@ class Capture:
 
     def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         try:
-            if status:
-                self.status_flags += 1
-                if status.input_overflow:
-                    self.input_overflows += 1
-            if indata.shape[1] == 1:
-                mono = indata[:, 0]
-            elif frames <= len(self._scratch):
-                mono = self._scratch[:frames]
-                np.mean(indata, axis=1, out=mono)
-            else:
-                mono = indata[:, 0]
+            if status and status.input_overflow:
+                self.input_overflows += 1
+            # Mean into the preallocated scratch; a block too big for it keeps the first channel rather than allocate.
+            mono = downmix(indata, self._scratch) if frames <= len(self._scratch) else indata[:, 0]
             self._ring.write(mono)
             self.last_data_monotonic = time.monotonic()
             self._ready.set()
@@ -296,6 +290,10 @@ class Capture:
                     f"audio: no samples from '{self.device.name}' for {self.stall_seconds:g} s (device gone?)"
                 )
         return data
+
+    def interrupt(self) -> None:
+        """Wake a ``read()`` waiting for audio so that it returns at once (from any thread)."""
+        self._ready.set()
 
     def stop(self) -> None:
         """Stop and close the stream (safe to call twice)."""

@@ -106,16 +106,41 @@ class PulseAudio:
         else:
             self._start_daemon(timeout)
         if self.sink not in self._sinks():
-            loaded = _run(["pactl", "load-module", "module-null-sink", f"sink_name={self.sink}"])
-            if loaded.returncode != 0:
-                raise AssertionError(f"could not load the null sink: {loaded.stderr}")
-            self.loaded_module = loaded.stdout.strip()
+            self.loaded_module = self._load_sink()
+        self._make_default(timeout)
+        return self
+
+    def _load_sink(self) -> str:
+        loaded = _run(["pactl", "load-module", "module-null-sink", f"sink_name={self.sink}"])
+        if loaded.returncode != 0:
+            raise AssertionError(f"could not load the null sink: {loaded.stderr}")
+        return loaded.stdout.strip()
+
+    def _make_default(self, timeout: float) -> None:
         wait_for(lambda: self.sink in self._sinks(), timeout=timeout, message=f"sink {self.sink} did not appear")
         for args in (["set-default-sink", self.sink], ["set-default-source", self.source]):
             result = _run(["pactl", *args])
             if result.returncode != 0:
                 raise AssertionError(f"pactl {' '.join(args)} failed: {result.stderr}")
-        return self
+
+    def unplug(self, timeout: float = 15.0) -> None:
+        """Unload the ``virt`` null sink, like pulling out a USB microphone: streams recording from it end."""
+        modules = _run(["pactl", "list", "short", "modules"]).stdout.splitlines()
+        ids = [ln.split("\t")[0] for ln in modules if "module-null-sink" in ln and f"sink_name={self.sink}" in ln]
+        if not ids:
+            raise AssertionError(f"no null sink {self.sink} to unplug")
+        for module in ids:
+            result = _run(["pactl", "unload-module", module])
+            if result.returncode != 0:
+                raise AssertionError(f"pactl unload-module {module} failed: {result.stderr}")
+        wait_for(lambda: self.sink not in self._sinks(), timeout=timeout, message=f"sink {self.sink} stayed")
+
+    def replug(self, timeout: float = 15.0) -> None:
+        """Undo :meth:`unplug`: load the ``virt`` null sink again and make it (and its monitor) the default."""
+        module = self._load_sink()
+        if self.loaded_module is not None:  # ours to unload at stop()
+            self.loaded_module = module
+        self._make_default(timeout)
 
     def play(self, wav_path: str | Path) -> subprocess.Popen[bytes]:
         """Start playing ``wav_path`` into the ``virt`` sink (``paplay -d virt``), in real time, and return the player.
