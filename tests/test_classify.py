@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 import soundfile as sf
 import soxr
 from support.audio import chirp, concat, mixture, noise, tone, write_wav
+from support.procs import monitor_env
 from transformers import pipeline
 
 from monitor.offline import classify
@@ -21,15 +21,6 @@ from monitor.offline import classify
 LABELS = ["dog barking", "glass breaking", "silence", "speech"]
 TEMPLATE = "This is a sound of {}."
 WINDOW, HOP = 240_000, 48_000  # the default 5 s window every 1 s, at 48 kHz
-REPO = Path(__file__).resolve().parents[1]
-
-
-def monitor_env() -> dict[str, str]:
-    """Environment for ``python -m monitor`` run from another folder: this checkout's package, no config."""
-    env = {k: v for k, v in os.environ.items() if k != "SOUND_MONITOR_CONFIG"}
-    return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))}
-
-
 @pytest.fixture(scope="module")
 def pipe(tiny_model: Path):
     return pipeline("zero-shot-audio-classification", model=str(tiny_model))

@@ -8,7 +8,17 @@ import subprocess
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def monitor_env() -> dict[str, str]:
+    """Environment for ``python -m monitor`` run from another folder: this checkout's package first on the path
+    (whatever is installed in the venv), and no ``SOUND_MONITOR_CONFIG`` from the caller."""
+    env = {k: v for k, v in os.environ.items() if k != "SOUND_MONITOR_CONFIG"}
+    return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))}
 
 
 class MonitorProcess:
