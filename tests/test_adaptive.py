@@ -75,7 +75,7 @@ def run_worker(scorer: ClapScorer, windows: list[Window], adaptive: AdaptiveHop 
     out = []
     with pytest.raises(Closed):
         while True:
-            out.append(results.get(timeout=5))
+            out.append(results.get(timeout=60))
     return out
 
 

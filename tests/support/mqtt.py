@@ -184,7 +184,7 @@ class MqttCollector:
         self,
         topic: str,
         predicate: Callable[[Message], Any] | None = None,
-        timeout: float = 10.0,
+        timeout: float = 60.0,
         since: int = 0,
     ) -> Message:
         """Wait for a message on ``topic`` (exact or filter) for which ``predicate`` is truthy and return it.

@@ -13,7 +13,7 @@ __all__ = ["wait_for"]
 
 def wait_for(
     predicate: Callable[[], T],
-    timeout: float = 10.0,
+    timeout: float = 60.0,
     interval: float = 0.02,
     message: str | Callable[[], str] = "condition not met",
 ) -> T:
