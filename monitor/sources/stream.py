@@ -38,6 +38,8 @@ __all__ = ["StreamError", "StreamSource", "backoff_delay"]
 
 State = Literal["connecting", "up", "down"]
 
+STOP_MARGIN_SECONDS = 10.0  # stop() waits this long past the kill grace for the reader thread to end
+
 
 def backoff_delay(failures: int, first: float, maximum: float, jitter: float, rand: float) -> float:
     """Seconds to wait after ``failures`` (>= 1) failures in a row: ``first`` doubling up to ``maximum``, less up
@@ -167,8 +169,12 @@ class StreamSource:
     def stop(self) -> None:
         """Interrupt and wait until ffmpeg is ended and reaped (SIGTERM, then SIGKILL after ``kill_grace``)."""
         self.interrupt()
-        if threading.current_thread() is not self._thread:
-            self._thread.join()
+        if threading.current_thread() is self._thread:
+            return
+        # Bounded: a process stuck in the kernel survives even SIGKILL, and a shutdown must not hang on it.
+        self._thread.join(self.kill_grace + STOP_MARGIN_SECONDS)
+        if self._thread.is_alive():
+            log.error("stream %s: ffmpeg (pid %s) did not end after SIGKILL; leaving it", self.name, self.pid)
 
     def _run(self) -> None:
         try:
