@@ -259,6 +259,28 @@ def test_a_stream_that_stalls_after_sending_audio_goes_down(sources, http, timeo
     assert error in str(source.last_error)
 
 
+@pytest.mark.parametrize(
+    ("timeouts", "error"),
+    [
+        ({"io_timeout": 600, "no_data_timeout": 0.5}, "no data for 0.5 s (connection stalled?)"),
+        ({"io_timeout": 0.5, "no_data_timeout": 600}, "Connection timed out"),
+    ],
+    ids=["watchdog", "ffmpeg-socket-timeout"],
+)
+def test_a_camera_that_hangs_mid_stream_goes_down_and_comes_back(sources, wav: Path, timeouts, error) -> None:
+    with RtspServer(wav) as server:
+        source = sources(server.url("/audio"), stable_seconds=3600, **timeouts)
+        wait_for(lambda: source.state == "up", message=lambda: f"{source.state}: {source.last_error}")
+        server.freeze()  # the TCP connection stays established; no RTP, no RTSP answer, no FIN
+        try:
+            wait_for(lambda: source.failures >= 1, message=lambda: f"{source.state}: {source.last_error}")
+            assert error in str(source.last_error)
+        finally:
+            server.thaw()
+        wait_for(lambda: source.state == "up" and source.reopens == 1, message=lambda: f"{source.last_error}")
+        source.stop()
+
+
 def test_restarts_never_overlap_even_when_every_attempt_fails_at_once(sources) -> None:
     counter = ProcessCounter()
     source = sources(f"rtsp://127.0.0.1:{free_port()}/cam", first_delay=0.001, max_delay=0.001, jitter=0)

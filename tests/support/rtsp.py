@@ -4,6 +4,7 @@ and a TCP server that accepts connections and never answers (a half-open peer)."
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -64,6 +65,16 @@ class RtspServer:
             output.append(line.rstrip("\n"))
             if line.startswith("SETUP "):
                 self.setups.append(line.split(maxsplit=1)[1].strip())
+
+    def freeze(self) -> None:
+        """SIGSTOP: the connections stay open (the kernel still ACKs) but nothing is sent: a camera that hung."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT after :meth:`freeze`."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
 
     def kill(self) -> None:
         """SIGKILL, as a camera losing power: no RTSP TEARDOWN, no TCP goodbye from the application."""
