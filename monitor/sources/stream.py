@@ -38,6 +38,8 @@ __all__ = ["StreamError", "StreamSource", "backoff_delay"]
 
 State = Literal["connecting", "up", "down"]
 
+BATCH_SECONDS = 0.1  # ffmpeg writes every packet (~20 ms); a pipe (64 KiB) holds 0.68 s of 48 kHz s16 mono
+READ_BYTES = 65536
 STOP_MARGIN_SECONDS = 10.0  # stop() waits this long past the kill grace for the reader thread to end
 
 
@@ -208,12 +210,17 @@ class StreamSource:
         odd = b""  # a byte of a sample split across two pipe reads
         reason = ""
         try:
+            pause = False
             while not self._stopping.is_set():
-                data = proc.read(0.1)
+                if pause:  # let packets gather in the pipe: one wakeup per BATCH_SECONDS, not per ~20 ms packet
+                    self._stopping.wait(BATCH_SECONDS)
+                    pause = False
+                data = proc.read(0.1, READ_BYTES)
                 now = time.monotonic()
                 if data is None:
                     break
                 if data:
+                    pause = len(data) < READ_BYTES  # caught up with the pipe
                     data, odd = odd + data, b""
                     if len(data) % 2:
                         data, odd = data[:-1], data[-1:]
