@@ -349,6 +349,12 @@ def test_input_that_cannot_work_is_refused_with_one_line(url: str, kwargs: dict,
     assert says in message and "\n" not in message and "hunter2" not in message
 
 
+@pytest.mark.parametrize("bad", [{"first_delay": 0}, {"first_delay": 5, "max_delay": 1}, {"io_timeout": 0}])
+def test_a_zero_delay_or_timeout_is_refused_it_would_be_a_restart_storm(bad: dict) -> None:
+    with pytest.raises(ValueError, match="must be positive"):
+        StreamSource("rtsp://host/x", **bad)
+
+
 @pytest.mark.parametrize("kind", ["refused", "404"])
 def test_a_bad_url_is_one_error_line_naming_the_source(sources, http, kind, caplog) -> None:
     caplog.set_level(logging.DEBUG, logger="monitor.sources")

@@ -28,6 +28,7 @@ __all__ = [
     "condense",
     "ffmpeg_command",
     "is_network_error",
+    "read_secret",
     "redact",
     "with_credentials",
 ]
@@ -107,6 +108,21 @@ def rtsp_timeout_option(ffmpeg: str) -> str:
     except (OSError, subprocess.SubprocessError):
         return "-timeout"
     return "-stimeout" if re.search(r"^\s*-stimeout\b", out, re.MULTILINE) else "-timeout"
+
+
+def read_secret(password: str | None, password_file: str | None, password_env: str | None) -> str | None:
+    """The password from the argument, a file (first line) or an environment variable; StreamError if missing."""
+    if password_file is not None:
+        try:
+            with open(password_file, encoding="utf-8") as f:
+                return f.readline().rstrip("\r\n")
+        except OSError as exc:
+            raise StreamError(f"cannot read the stream password file {password_file}: {exc.strerror}") from None
+    if password_env is not None:
+        if password_env not in os.environ:
+            raise StreamError(f"the stream password variable {password_env} is not set")
+        return os.environ[password_env]
+    return password
 
 
 def find_ffmpeg(ffmpeg: str) -> str:

@@ -11,12 +11,11 @@ stream's trouble never blocks anything but its own reader.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import threading
 import time
 from typing import Literal
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 import numpy as np
 
@@ -27,6 +26,7 @@ from monitor.sources.ffmpeg import (
     ffmpeg_command,
     find_ffmpeg,
     is_network_error,
+    read_secret,
     redact,
     with_credentials,
 )
@@ -48,21 +48,6 @@ def backoff_delay(failures: int, first: float, maximum: float, jitter: float, ra
     to ``jitter`` of it (``rand`` in [0, 1)), so that streams that fail together do not retry together."""
     base = min(maximum, first * 2.0 ** min(failures - 1, 60))
     return base * (1.0 - jitter * rand)
-
-
-def read_secret(password: str | None, password_file: str | None, password_env: str | None) -> str | None:
-    """The password from the argument, a file (first line) or an environment variable; StreamError if missing."""
-    if password_file is not None:
-        try:
-            with open(password_file, encoding="utf-8") as f:
-                return f.readline().rstrip("\r\n")
-        except OSError as exc:
-            raise StreamError(f"cannot read the stream password file {password_file}: {exc.strerror}") from None
-    if password_env is not None:
-        if password_env not in os.environ:
-            raise StreamError(f"the stream password variable {password_env} is not set")
-        return os.environ[password_env]
-    return password
 
 
 class StreamSource:
@@ -111,8 +96,13 @@ class StreamSource:
     ) -> None:
         self.scheme = check_url(url)
         password = read_secret(password, password_file, password_env)
+        if not (0 < first_delay <= max_delay and 0 <= jitter < 1 and min(io_timeout, start_timeout,
+                                                                          no_data_timeout, buffer_seconds) > 0):
+            raise ValueError("stream delays and timeouts must be positive, first_delay <= max_delay, jitter in [0, 1)")
         self._url = with_credentials(url, username, password)
-        self._secrets = tuple(s for s in (password, password and quote(password, safe="")) if s)
+        in_url = urlsplit(self._url).password  # percent-encoded as written
+        secrets = {password, in_url, in_url and unquote(in_url), password and quote(password, safe="")}
+        self._secrets = tuple(sorted((s for s in secrets if s), key=len, reverse=True))  # longest first
         self.url = redact(self._url, self._secrets)  # safe to show
         self.name = name or self.url
         self._ffmpeg = find_ffmpeg(ffmpeg)
