@@ -199,6 +199,22 @@ def test_every_sample_arrives_exactly_and_a_finished_stream_ends_without_reconne
     assert source.processes_started == 1 and source.state == "down" and source.last_error == "the stream ended"
 
 
+def test_the_windowing_stage_cuts_windows_from_a_stream_and_its_stop_ends_ffmpeg(sources, rtsp) -> None:
+    from monitor.core.queues import DropOldestQueue
+    from monitor.core.windowing import WindowStage
+    from monitor.records import Window
+
+    source = sources(rtsp.url("/audio"))
+    windows: DropOldestQueue[Window] = DropOldestQueue(8)
+    stage = WindowStage(source, windows, window_seconds=1.0, hop_seconds=0.5)
+    stage.start()
+    first = windows.get(timeout=60)
+    assert first is not None and first.samples.size == RATE and first.dbfs > -20  # the tone, at 48 kHz
+    stage.stop()  # interrupt() from another thread, then the stage's own source.stop()
+    assert stage.join(60) and stage.error is None
+    assert source.pid is None and ffmpeg_children() == []
+
+
 # --- failures: a server that dies, one that never answers, one that stalls ---------------------------------------
 
 
