@@ -54,6 +54,8 @@ class PipelineStats:
     queue_depth: int = 0
     capture_overruns: int = 0
     capture_lost_samples: int = 0
+    windows_invalid: int = 0  # windows holding NaN/inf/absurd samples, not scored
+    samples_clipped: int = 0  # samples beyond full scale clipped to ±1
 
 
 def detection_rules(labels: LabelSet) -> list[LabelRule]:
@@ -152,6 +154,8 @@ class Monitor:
             queue_depth=len(self.windows),
             capture_overruns=overruns,
             capture_lost_samples=lost,
+            windows_invalid=stage.windows_invalid if stage is not None else 0,
+            samples_clipped=stage.samples_clipped if stage is not None else 0,
         )
 
     # --- lifecycle ---------------------------------------------------------------------------------

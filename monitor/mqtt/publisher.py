@@ -7,7 +7,6 @@ in order once connected. When the outbox is full the oldest message is dropped a
 
 from __future__ import annotations
 
-import json
 import logging
 import ssl
 import threading
@@ -23,6 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from monitor.config import MqttConfig
 from monitor.mqtt.topics import Topics
 from monitor.records import Event
+from monitor.strictjson import dumps
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ class MqttPublisher:
                 qos: int | None = None) -> None:
         """Queue a message; the outbox thread sends it in order when connected."""
         if isinstance(payload, dict):
-            payload = json.dumps(payload, separators=(",", ":"))
+            payload = dumps(payload, what=f"payload for {topic}")
         data = payload.encode() if isinstance(payload, str) else payload
         msg = Message(topic, data, retain, self.qos if qos is None else qos)
         with self._cond:

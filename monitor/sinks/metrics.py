@@ -56,6 +56,9 @@ class _MonitorCollector(Collector):
         yield counter("windows_idle_skipped", "Windows not scored by the adaptive hop while all was quiet.",
                       st.windows_idle_skipped)
         yield counter("windows_dropped", "Windows dropped because inference fell behind.", st.windows_dropped)
+        yield counter("windows_invalid", "Windows not scored: they held NaN, inf or samples beyond ±1000 full scale.",
+                      st.windows_invalid)
+        yield counter("samples_clipped", "Samples beyond full scale clipped to ±1.", st.samples_clipped)
         yield counter("inference_errors", "Inference calls that failed.", st.inference_errors)
         yield counter("capture_overruns", "Times the capture ring buffer overflowed (audio lost).", st.capture_overruns)
         yield counter("capture_lost_samples", "Samples lost to capture ring buffer overflows.", st.capture_lost_samples)
