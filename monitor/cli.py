@@ -167,6 +167,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
 
 
+def _bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high`` (one clear error otherwise)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high} (got {value})")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (all sub-commands)."""
     parser = argparse.ArgumentParser(prog="sound-monitor", description=__doc__)
@@ -188,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="audio file (wav, flac, ogg, mp3; any rate and channel count)")
     p.add_argument("--realtime", action="store_true", help="pace the file in real time")
     p.add_argument("--scores", action="store_true", help="print one JSON line of scores per window")
-    p.add_argument("--block-size", type=int, default=None, help="samples per block read from the file")
+    p.add_argument("--block-size", type=_bounded_int(1, 1 << 20), default=None,
+                   help="samples per block read from the file")
     p.add_argument("--plot", metavar="PNG", help="draw a timeline of scores, thresholds, events and level")
     p.add_argument("--device", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_replay)
@@ -203,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_config(sub.add_parser("classify", help="score audio files against labels (table or JSON)"))
     p.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders (searched recursively)")
     p.add_argument("--labels", nargs="+", metavar="LABEL", help="labels to score (default: the config's labels)")
-    p.add_argument("--top-k", type=int, default=5, help="labels shown per file (default: %(default)s)")
+    p.add_argument("--top-k", type=_bounded_int(1, 1000), default=5,
+                   help="labels shown per file (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print JSON: every window's label → score map")
     p.set_defaults(func=cmd_classify)
 
@@ -214,8 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=DEFAULT_MODEL, help="hub id or folder (default: %(default)s)")
     p.add_argument("--out", default="eval-out", help="results folder (default: %(default)s)")
     p.add_argument("--folds", type=_parse_folds, help="only these folds, e.g. 1,2 (default: all)")
-    p.add_argument("--batch-size", type=int, default=8, help="clips scored together (default: %(default)s)")
-    p.add_argument("--limit", type=int, help="only the first N clips (a quick check)")
+    p.add_argument("--batch-size", type=_bounded_int(1, 256), default=8,
+                   help="clips scored together (default: %(default)s)")
+    p.add_argument("--limit", type=_bounded_int(1, 10_000_000), help="only the first N clips (a quick check)")
     p.add_argument("--prompt-template", default=DEFAULT_PROMPT_TEMPLATE,
                    help="prompt for each class (default: %(default)r)")
     p.set_defaults(func=cmd_evaluate)

@@ -243,3 +243,16 @@ def test_detector_never_counts_a_non_finite_score_as_a_hit() -> None:
     for i, value in enumerate([math.nan, math.inf, -math.inf]):
         assert det.update(ScoredWindow(i, i, i + 1.0, i + 1.0, -20.0, {"dog barking": value})) == []
     assert not det.is_active("dog barking")
+
+
+def test_numeric_options_are_bounded_with_one_line(tmp_path: Path) -> None:
+    """A negative --block-size made soundfile read the whole file at once; every numeric option is bounded."""
+
+    wav = write_wav(tmp_path / "a.wav", tone(1, 48000), 48000)
+    for args in (["replay", str(wav), "--block-size", "-5"], ["replay", str(wav), "--block-size", "x"],
+                 ["classify", str(wav), "--labels", "a", "--top-k", "0"],
+                 ["evaluate", str(tmp_path), "--batch-size", "0"], ["evaluate", str(tmp_path), "--limit", "-1"]):
+        proc = subprocess.run([sys.executable, "-m", "monitor", *args], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert proc.stderr.strip().splitlines()[-1].startswith("sound-monitor "), proc.stderr
+        assert "Traceback" not in proc.stderr
