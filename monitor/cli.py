@@ -33,14 +33,14 @@ def _default_config() -> str:
 
 def load(args: argparse.Namespace) -> Config:
     """The config file with command-line overrides applied (raises ConfigError)."""
-    cfg = load_config(args.config)
-    updates: dict[str, Any] = {}
+    overrides: dict[str, Any] = {}
     if getattr(args, "model", None):
-        updates["model"] = args.model
+        overrides["model"] = args.model
     if getattr(args, "device", None) is not None:
         dev = args.device
-        cfg.audio.device = int(dev) if dev.isdigit() else dev
-    return cfg.model_copy(update=updates) if updates else cfg
+        overrides["audio"] = {"device": int(dev) if dev.isdigit() else dev}
+    # check_files: the same checks as check-config (files, folders, environment), before the model loads.
+    return load_config(args.config, check_files=True, overrides=overrides)
 
 
 def _install_signal_handlers(stop: threading.Event) -> None:
@@ -125,7 +125,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate a config file without loading the model."""
-    cfg = load_config(args.file)
+    cfg = load_config(args.file, check_files=True)
     labels = ", ".join(f"{lbl.name} ({cfg.label_threshold(lbl):g})" for lbl in cfg.labels)
     print(f"{args.file}: OK — {len(cfg.labels)} label(s): {labels}")
     return 0

@@ -37,6 +37,7 @@ def build_monitor(
     taps: list[AudioTap] = []
     annotators: list[Annotator] = []
     publisher = None
+    clips = None
     if cfg.clips.enabled:
         from monitor.sinks.clips import ClipRecorder
 
@@ -66,7 +67,7 @@ def build_monitor(
                       exc)
         else:
             metrics = Metrics(monitor.stats, monitor.health, registry, cfg.model, cfg.node_name(),
-                              publisher=publisher, bind=cfg.metrics.bind, port=cfg.metrics.port)
+                              publisher=publisher, bind=cfg.metrics.bind, port=cfg.metrics.port, clips=clips)
             metrics.start()  # now, so /healthz answers "starting" while the model loads
             monitor.sinks.append(metrics)
     return monitor

@@ -154,9 +154,10 @@ def test_stale_entities_are_removed_only_after_the_round_trip() -> None:
     pub.connect()
     (token,) = pub.on(disc.topics.discovery_sync)
     stale = "homeassistant/binary_sensor/unit_node/old_label/config"
-    pub.deliver(stale, b'{"name": "old"}')
-    pub.deliver("homeassistant/sensor/unit_node/level/config", b'{"name": "level"}')
-    pub.deliver("homeassistant/event/unit_node/dog_barking/config", b'{"name": "current"}')
+    own = b'{"name": "%s", "availability": [{"topic": "unit/n/availability"}]}'  # this monitor's, by its prefix
+    pub.deliver(stale, own % b"old")
+    pub.deliver("homeassistant/sensor/unit_node/level/config", own % b"level")
+    pub.deliver("homeassistant/event/unit_node/dog_barking/config", own % b"current")
     assert not disc.wait_swept(0) and pub.on(stale) == []  # nothing removed before the round trip
     pub.deliver(disc.topics.discovery_sync, b"someone else's token")
     assert not disc.wait_swept(0)

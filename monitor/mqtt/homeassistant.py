@@ -11,14 +11,23 @@ connect the monitor subscribes to its own discovery topics, collects the retaine
 and then makes a round trip: it publishes a token on a private topic it also subscribes to. The broker
 delivers in order, so when the token comes back every retained config has arrived; what no current label
 explains is then deleted. Shutdown waits for that sweep (:meth:`Discovery.wait_swept`), so even a run
-shorter than a second cleans up, and nothing depends on how long anything takes.
+shorter than a second cleans up, and nothing depends on how long anything takes. Only configs whose topics
+(availability, state) lie under this monitor's own ``<prefix>`` are its own: another monitor announcing the
+same node name under another prefix is never swept.
+
+Names: Home Assistant shows an entity as "<device name> <entity name>", so entity names never repeat the
+device's ("Sound monitor kitchen" + "Level", not "... Sound level").
 """
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import logging
+import socket
 import threading
 import uuid
+from pathlib import Path
 from typing import Any
 
 from paho.mqtt.client import topic_matches_sub
@@ -55,13 +64,17 @@ class Discovery:
     # --- payloads ----------------------------------------------------------------------------------
     def device(self) -> dict[str, Any]:
         """The device block every entity of this node shares (so Home Assistant groups them)."""
-        return {
+        device = {
             "identifiers": [f"sound_monitor_{self.topics.node_id}"],
             "name": f"Sound monitor {self.cfg.node_name()}",
-            "model": f"CLAP zero-shot ({self.cfg.model})",
+            "model": f"CLAP zero-shot ({model_name(self.cfg.model)})",
             "manufacturer": "sound-monitor",
             "sw_version": __version__,
         }
+        url = configuration_url(self.cfg)
+        if url is not None:
+            device["configuration_url"] = url
+        return device
 
     def _common(self) -> dict[str, Any]:
         return {
@@ -99,11 +112,12 @@ class Discovery:
         """Discovery topic → payload of the level sensor (dBFS of each window)."""
         return {
             self.topics.discovery("sensor", LEVEL_OBJECT_ID): {
-                "name": "Sound level",
+                "name": "Level",
                 "unique_id": f"sound_monitor_{self.topics.node_id}_level",
                 "state_topic": self.topics.level,
-                "unit_of_measurement": "dB",
+                "unit_of_measurement": "dBFS",
                 "state_class": "measurement",
+                "entity_category": "diagnostic",
                 "suggested_display_precision": 1,
                 "icon": "mdi:waveform",
                 **self._common(),
@@ -124,6 +138,9 @@ class Discovery:
     def start(self) -> None:
         """Listen for Home Assistant's status and this node's retained configs (call before connecting)."""
         self.publisher.add_message_handler(self._on_message)
+        # Live status only: a retained "online" (Home Assistant can retain its birth message) comes with every
+        # subscription, right after the connect announced everything; answering it would send each config twice.
+        self.publisher.add_message_handler(self._on_status, retained=False)
         self.publisher.on_connect(self._connected)
         for topic in (self.topics.ha_status, self.topics.own_discovery, self.topics.discovery_sync):
             self.publisher.subscribe(topic)
@@ -166,21 +183,41 @@ class Discovery:
         return self._swept.wait(timeout)
 
     # --- network thread ----------------------------------------------------------------------------
+    def _on_status(self, topic: str, payload: bytes) -> None:
+        if topic == self.topics.ha_status and payload.strip().lower() == b"online":
+            log.info("Home Assistant is online: republishing discovery")
+            self.announce()
+
     def _on_message(self, topic: str, payload: bytes) -> None:
-        if topic == self.topics.ha_status:
-            if payload.strip().lower() == b"online":
-                log.info("Home Assistant is online: republishing discovery")
-                self.announce()
-        elif topic == self.topics.discovery_sync:
+        if topic == self.topics.discovery_sync:
             with self._lock:
                 if payload.decode(errors="replace") != self._token:
                     return
                 seen = set(self._seen)
             self._sweep(seen)
             self._swept.set()
-        elif payload and topic_matches_sub(self.topics.own_discovery, topic):
+        elif payload and topic_matches_sub(self.topics.own_discovery, topic) and self._is_own(payload):
             with self._lock:
                 self._seen.add(topic)
+
+    def _is_own(self, payload: bytes) -> bool:
+        """Whether a retained discovery config is this monitor's: its topics lie under this monitor's prefix.
+
+        The discovery topic holds only the node id, which two monitors may share (same ``node``, different
+        ``topic_prefix``); the payload tells them apart. What cannot be read is not ours to delete.
+        """
+        try:
+            config = json.loads(payload)
+        except ValueError:
+            return False
+        if not isinstance(config, dict):
+            return False
+        topics = [config.get(k) for k in ("state_topic", "stat_t", "availability_topic", "avty_t")]
+        for entry in config.get("availability") or config.get("avty") or []:
+            if isinstance(entry, dict):
+                topics += [entry.get("topic"), entry.get("t")]
+        own = f"{self.topics.prefix}/"
+        return any(isinstance(t, str) and t.startswith(own) for t in topics)
 
     def _sweep(self, seen: set[str]) -> None:
         for topic in sorted(seen - set(self.configs())):
@@ -190,3 +227,39 @@ class Discovery:
             self.publisher.publish(topic, b"", retain=True)
             if component in LABEL_COMPONENTS:
                 self.publisher.publish(self.topics.state(object_id), b"", retain=True)
+
+
+def model_name(model: str) -> str:
+    """The model as Home Assistant shows it: a hub id as is, a local folder by its last component only (the
+    box's folder layout is no business of the dashboard)."""
+    try:
+        local = model.startswith(("/", ".", "~")) or Path(model).expanduser().exists()
+    except (OSError, ValueError):
+        local = False
+    if not local:
+        return model
+    path = Path(model).expanduser()
+    return path.name or path.resolve().name or model
+
+
+def configuration_url(cfg: Config) -> str | None:
+    """``http://<host>:<port>/metrics`` when metrics are served where another box can reach them, else None.
+
+    A wildcard bind is reached through this box's host name; a loopback bind is left out, because Home
+    Assistant, on another box as a rule, would only get a dead link.
+    """
+    port, bind = cfg.metrics.port, cfg.metrics.bind.strip()
+    if port is None or bind.lower() == "localhost":
+        return None
+    if bind in ("", "0.0.0.0", "::"):
+        host = socket.gethostname()
+    else:
+        try:
+            ip = ipaddress.ip_address(bind)
+        except ValueError:
+            host = bind  # a host name
+        else:
+            if ip.is_loopback:
+                return None
+            host = f"[{bind}]" if ip.version == 6 else bind
+    return f"http://{host}:{port}/metrics"

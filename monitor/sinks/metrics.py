@@ -27,6 +27,7 @@ from monitor.sinks import Sink
 if TYPE_CHECKING:
     from monitor.mqtt.publisher import MqttPublisher
     from monitor.pipeline import PipelineStats
+    from monitor.sinks.clips import ClipRecorder
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,9 @@ class _MonitorCollector(Collector):
         if publisher is not None:
             yield counter("mqtt_messages_dropped", "MQTT messages dropped from a full outbox.", publisher.dropped)
             yield gauge("mqtt_pending", "MQTT messages waiting in the outbox.", publisher.pending())
+        if o.clips is not None:
+            yield counter("clips_written", "Event clips written.", o.clips.written)
+            yield counter("clips_failed", "Event clips not written (write errors, writer behind).", o.clips.failed)
         yield gauge("healthy", "1 while capture and inference both make progress.", 1.0 if o.health()[0] else 0.0)
         last = o.last_window
         if last is not None:
@@ -101,8 +105,10 @@ class Metrics(Sink):
         publisher: MqttPublisher | None = None,
         bind: str | None = None,
         port: int | None = None,
+        clips: ClipRecorder | None = None,
     ) -> None:
         self.stats = stats
+        self.clips = clips
         self.health = health
         self.registry = registry
         self.model = model

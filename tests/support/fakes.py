@@ -37,7 +37,7 @@ class MemoryPublisher:
         self.connected = connected
         self.sent: list[Sent] = []
         self.subscriptions: list[str] = []
-        self.handlers: list[Callable[[str, bytes], None]] = []
+        self.handlers: list[tuple[Callable[[str, bytes], None], bool]] = []  # (handler, wants retained)
         self.hooks: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -65,9 +65,9 @@ class MemoryPublisher:
         """Record a subscription."""
         self.subscriptions.append(topic)
 
-    def add_message_handler(self, handler: Callable[[str, bytes], None]) -> None:
-        """Record a handler; ``deliver`` calls it."""
-        self.handlers.append(handler)
+    def add_message_handler(self, handler: Callable[[str, bytes], None], retained: bool = True) -> None:
+        """Record a handler; ``deliver`` calls it (not for retained messages when ``retained`` is False)."""
+        self.handlers.append((handler, retained))
 
     def on_connect(self, hook: Callable[[], None]) -> None:
         """Record a hook; ``connect`` calls it."""
@@ -84,10 +84,13 @@ class MemoryPublisher:
         for hook in self.hooks:
             hook()
 
-    def deliver(self, topic: str, payload: bytes | str) -> None:
-        """Hand an incoming message to the handlers as the network thread would."""
+    def deliver(self, topic: str, payload: bytes | str, retain: bool = False) -> None:
+        """Hand an incoming message to the handlers as the network thread would (``retain``: a retained message the
+        broker replays on subscribing)."""
         data = payload.encode() if isinstance(payload, str) else payload
-        for handler in self.handlers:
+        for handler, wants_retained in self.handlers:
+            if retain and not wants_retained:
+                continue
             handler(topic, data)
 
     def on(self, topic: str) -> list[Sent]:
