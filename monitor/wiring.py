@@ -47,7 +47,7 @@ def build_monitor(
     if cfg.mqtt is not None:
         from monitor.mqtt.sink import MqttSink
 
-        mqtt = MqttSink(cfg, registry)
+        mqtt = MqttSink(cfg, registry, input_entity=live)
         publisher = mqtt.publisher
         sinks.append(mqtt)
     if plot is not None:
