@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import re
 import socket
 import struct
 import threading
@@ -16,8 +17,9 @@ from pathlib import Path
 
 import pytest
 from support.audio import silence, write_wav
-from support.broker import free_port
-from support.config import make_config, write_config
+from support.broker import Broker, free_port
+from support.config import NODE_ID, PREFIX, make_config, write_config
+from support.mqtt import MqttCollector, late_view, retained
 from support.procs import MonitorProcess
 from support.wait import wait_for
 
@@ -26,6 +28,7 @@ from monitor.pipeline import PipelineStats
 from monitor.sinks.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ +[\w.]+: ")  # one of the monitor's log lines
 
 
 def http(port: int, request: bytes = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", timeout: float = 60.0
@@ -162,3 +165,67 @@ def test_bad_requests_get_a_one_line_answer(serve, request_bytes: bytes, status:
     assert code == status and words in body
     assert body.count(b"\n") == 1 and b"Traceback" not in body
     assert http(port) == (200, b"ok\n")
+
+
+def _input_is(mq: MqttCollector, state: str, since: int = 0) -> dict:
+    """Wait for ``<prefix>/input`` to say ``state``; its payload."""
+    return mq.wait_for(f"{PREFIX}/input", lambda m: m.json()["state"] == state, timeout=60, since=since).json()
+
+
+def test_a_lost_microphone_shows_on_mqtt_and_fails_healthz_until_it_is_back(tiny_model: Path, tmp_path: Path,
+                                                                             pulse, broker: Broker) -> None:
+    port = free_port()
+    cfg = write_config(tmp_path / "c.yaml", tiny_model, broker, metrics={"port": port})
+    with MqttCollector(broker.host, broker.port, [f"{PREFIX}/#", "homeassistant/#"]) as mq, \
+            MonitorProcess(["run", "--config", str(cfg), "--device", pulse.device_name]) as mon:
+        wait_for(lambda: _try_http(port) == (200, b"ok\n"), timeout=120, message=lambda: mon.stderr()[-2000:])
+        up = _input_is(mq, "up")
+        assert up["error"] is None and up["since"].endswith("Z")
+        sensor = mq.wait_for(f"homeassistant/binary_sensor/{NODE_ID}/audio-input/config", timeout=30).json()
+        assert sensor["device_class"] == "problem" and sensor["state_topic"] == f"{PREFIX}/input"
+        assert (sensor["payload_on"], sensor["payload_off"]) == ("down", "up") and "value_json.state" in \
+            sensor["value_template"]
+        mark = len(mq.messages())
+        pulse.unplug()
+        try:
+            down = _input_is(mq, "down", since=mark)
+            assert "pulse" in down["error"] and "\n" not in down["error"]
+            wait_for(lambda: (r := _try_http(port)) and r[0] == 503 and r[1].startswith(b"audio input is down: "),
+                     timeout=60, message=lambda: f"/healthz while the microphone is gone: {_try_http(port)}")
+            with late_view(broker, f"{PREFIX}/#") as late:
+                assert b'"state":"down"' in retained(late, f"{PREFIX}/input")[f"{PREFIX}/input"]
+            mark = len(mq.messages())
+        finally:
+            pulse.replug()
+        back = _input_is(mq, "up", since=mark)
+        assert back["error"] is None and back["since"] > down["since"]
+        wait_for(lambda: _try_http(port) == (200, b"ok\n"), timeout=60, message="/healthz did not recover")
+        with late_view(broker, f"{PREFIX}/#") as late:
+            assert b'"state":"up"' in retained(late, f"{PREFIX}/input")[f"{PREFIX}/input"]
+        mon.proc.terminate()
+        assert mon.wait(timeout=15) == 0, mon.stderr()[-3000:]
+
+
+def test_each_retry_to_reopen_the_microphone_logs_one_short_line(tiny_model: Path, tmp_path: Path, pulse) -> None:
+    cfg = write_config(tmp_path / "c.yaml", tiny_model)
+    with MonitorProcess(["run", "--config", str(cfg), "--device", pulse.device_name]) as mon:
+        wait_for(lambda: "listening for" in mon.stderr(), timeout=120, message=lambda: mon.stderr()[-2000:])
+        before = len(mon.log)
+        pulse.unplug()
+        try:
+            wait_for(lambda: mon.stderr().count("retrying in") >= 3, timeout=60, message=lambda: mon.stderr()[-3000:])
+        finally:
+            pulse.replug()
+        wait_for(lambda: "audio input is back" in mon.stderr(), timeout=60, message=lambda: mon.stderr()[-3000:])
+        mon.proc.terminate()
+        assert mon.wait(timeout=15) == 0
+    lines = mon.log[before:]
+    lost = next(i for i, ln in enumerate(lines) if "reopening the input device" in ln)
+    back = next(i for i, ln in enumerate(lines) if "audio input is back" in ln)
+    cycle = lines[lost:back + 1]
+    retries = [ln for ln in cycle if "retrying in" in ln]
+    # The loss, one line per failed attempt, the capture reopened, back: nothing else, no C library output.
+    assert len(cycle) <= len(retries) + 3, "\n".join(cycle)
+    assert all(LOG_LINE.match(ln) and len(ln) < 500 for ln in cycle), "\n".join(cycle)
+    # Before the loss is noticed PortAudio's audio thread may print its few lines, once per loss.
+    assert sum(1 for ln in lines[:lost] if not LOG_LINE.match(ln)) <= 5, "\n".join(lines[:lost])
