@@ -115,15 +115,23 @@ class HttpServer:
                         self._accept()
                     elif key.data == "wake":
                         self._drain_wake()
-                    elif mask & selectors.EVENT_READ:
-                        self._read(key.data)
-                    elif mask & selectors.EVENT_WRITE:
-                        self._write(key.data)
+                    else:
+                        self._handle(key.data, mask)
                 self._expire(time.monotonic())
         except Exception:
             log.exception("%s: the HTTP server stopped", self.name)
         finally:
             self._close_all()
+
+    def _handle(self, conn: _Conn, mask: int) -> None:
+        try:
+            if mask & selectors.EVENT_READ:
+                self._read(conn)
+            elif mask & selectors.EVENT_WRITE:
+                self._write(conn)
+        except Exception:  # a bug with one client must not take the endpoint down for all
+            log.exception("%s: a connection failed", self.name)
+            self._close(conn)
 
     def _accept(self) -> None:
         for _ in range(ACCEPT_BATCH):
@@ -132,7 +140,11 @@ class HttpServer:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # e.g. EMFILE: leave the rest in the backlog until a descriptor frees up
-                log.warning("%s: accept failed: %s", self.name, exc)
+                now = time.monotonic()
+                if now - self._last_limit_log >= LIMIT_LOG_SECONDS:
+                    self._last_limit_log = now
+                    log.warning("%s: cannot accept connections: %s", self.name, exc)
+                time.sleep(0.1)  # the listener stays readable: do not spin on it
                 return
             sock.setblocking(False)
             if len(self._conns) >= self.max_connections and not self._evict_idle():
