@@ -8,6 +8,7 @@ condition it expects (an answer, a closed socket, a retained message, a log line
 from __future__ import annotations
 
 import configparser
+import json
 import os
 import re
 import socket
@@ -24,7 +25,9 @@ from support.procs import MonitorProcess
 from support.wait import wait_for
 
 from monitor.labels import LabelRegistry
+from monitor.mqtt.sink import MqttSink
 from monitor.pipeline import PipelineStats
+from monitor.records import InputState
 from monitor.sinks.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -229,3 +232,23 @@ def test_each_retry_to_reopen_the_microphone_logs_one_short_line(tiny_model: Pat
     assert all(LOG_LINE.match(ln) and len(ln) < 500 for ln in cycle), "\n".join(cycle)
     # Before the loss is noticed PortAudio's audio thread may print its few lines, once per loss.
     assert sum(1 for ln in lines[:lost] if not LOG_LINE.match(ln)) <= 5, "\n".join(lines[:lost])
+
+
+def test_the_input_state_is_published_again_after_the_broker_forgets_it(tmp_path: Path, broker: Broker) -> None:
+    cfg = make_config(tmp_path, broker)
+    sink = MqttSink(cfg, LabelRegistry.from_config(cfg), input_entity=True)
+    sink.start()
+
+    def retained_input() -> bytes | None:
+        with late_view(broker, f"{PREFIX}/input") as late:
+            return retained(late, f"{PREFIX}/input").get(f"{PREFIX}/input")
+
+    try:
+        sink.on_input(InputState("down", "audio: input stream from 'usb' stopped"))
+        assert json.loads(wait_for(retained_input, timeout=30))["state"] == "down"
+        broker.restart()  # without persistence: the retained message is gone until the monitor reconnects
+        again = json.loads(wait_for(retained_input, timeout=60, message="not republished after reconnecting"))
+        assert again == {"state": "down", "error": "audio: input stream from 'usb' stopped",
+                         "since": again["since"]}
+    finally:
+        sink.stop()
