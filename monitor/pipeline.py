@@ -7,7 +7,8 @@ Each stage runs on its own thread and owns its own state; they talk only through
 
 Labels come from the :class:`~monitor.labels.LabelRegistry`: the inference thread applies changes to the scorer,
 and this thread, at the top of its loop, derives the detector's rules from the applied set and hands it to
-the sinks. Sinks (stdout, MQTT, metrics, clips, the plot) get what they need at construction; the pipeline
+the sinks; it follows a live source's ``input_state`` (microphone up or down) the same way. Sinks (stdout, MQTT,
+metrics, clips, the plot) get what they need at construction; the pipeline
 knows them only as :class:`~monitor.sinks.Sink`. An event passes through the ``annotators`` (e.g. the clip
 recorder naming its clip) before any sink sees it.
 """
@@ -29,7 +30,7 @@ from monitor.core.windowing import AudioSource, WindowStage
 from monitor.inference.adaptive import AdaptiveHop
 from monitor.inference.worker import InferenceWorker, Scorer
 from monitor.labels import LabelRegistry, LabelSet
-from monitor.records import Event, ScoredWindow, Window
+from monitor.records import Event, InputState, ScoredWindow, Window
 from monitor.sinks import Sink
 from monitor.systemd import notify, watchdog_interval
 
@@ -87,6 +88,7 @@ class Monitor:
         self.annotators = list(annotators)
         labels = registry.applied()
         self._labels_version = labels.version
+        self._input_version = -1  # of the source's InputState last handed to the sinks
         self.detector = Detector(
             detection_rules(labels),
             node=cfg.node_name(),
@@ -128,6 +130,9 @@ class Monitor:
         stage, worker = self.stage, self.worker
         if stage is None or worker is None:
             return False, "starting: loading the model"
+        source = _input_state(stage.source)
+        if source is not None and source.state == "down":  # at once, not after STALL_SECONDS without audio
+            return False, f"audio input is down: {source.error}"
         if now - stage.last_progress >= STALL_SECONDS:
             return False, f"no audio from the input for {now - stage.last_progress:.0f} s"
         if not worker.alive:
@@ -201,6 +206,7 @@ class Monitor:
         while True:
             now = time.monotonic() if self.live else clock
             self._pull_labels(now)
+            self._pull_input()
             if stop.is_set() and stop_deadline is None:
                 log.info("stopping")
                 notify("STOPPING=1")
@@ -239,6 +245,16 @@ class Monitor:
         for sink in self.sinks:
             sink.on_labels(labels)
 
+    def _pull_input(self) -> None:
+        """Hand a new state of the source's input (set on the windowing thread) to the sinks."""
+        assert self.stage is not None
+        state = _input_state(self.stage.source)
+        if state is None or state.version == self._input_version:
+            return
+        self._input_version = state.version
+        for sink in self.sinks:
+            sink.on_input(state)
+
     def emit(self, events: list[Event]) -> None:
         """Annotate, log and hand events to the sinks (main thread)."""
         for event in events:
@@ -266,3 +282,8 @@ def _capture_counts(source: object) -> tuple[int, int]:
     """(overruns, lost samples) a source reports: a live source sums them over every capture it reopened;
     a file has none."""
     return getattr(source, "overruns", 0), getattr(source, "lost_samples", 0)
+
+
+def _input_state(source: object) -> InputState | None:
+    """A live source's input state (a plain read of the snapshot it swaps whole); None for a file."""
+    return getattr(source, "input_state", None)

@@ -83,3 +83,21 @@ class Event:
         }
         out.update(self.extra)
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class InputState:
+    """The audio input as a live source sees it, as published on ``<prefix>/input``.
+
+    A source swaps a new one in whole on every change; ``version`` grows with each, so the main loop tells a
+    change from the state it already handed to the sinks (as it does for label sets).
+    """
+
+    state: Literal["up", "down"]
+    error: str | None = None  # why it is down (the last failure while it stays down); None when up
+    since: str = field(default_factory=utc_now_iso)  # UTC ISO 8601 time of the last up/down change
+    version: int = 0
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """Payload fields: ``state``, ``error``, ``since``."""
+        return {"state": self.state, "error": self.error, "since": self.since}

@@ -48,7 +48,7 @@ def build_monitor(
     if cfg.mqtt is not None:
         from monitor.mqtt.sink import MqttSink
 
-        mqtt = MqttSink(cfg, registry)
+        mqtt = MqttSink(cfg, registry, input_entity=live)
         publisher = mqtt.publisher
         sinks.append(mqtt)
     if plot is not None:
@@ -67,7 +67,8 @@ def build_monitor(
                       exc)
         else:
             metrics = Metrics(monitor.stats, monitor.health, registry, cfg.model, cfg.node_name(),
-                              publisher=publisher, bind=cfg.metrics.bind, port=cfg.metrics.port, clips=clips)
+                              publisher=publisher, bind=cfg.metrics.bind, port=cfg.metrics.port, clips=clips,
+                              timeout=cfg.metrics.timeout_seconds, max_connections=cfg.metrics.max_connections)
             metrics.start()  # now, so /healthz answers "starting" while the model loads
             monitor.sinks.append(metrics)
     return monitor

@@ -144,8 +144,12 @@ class MetricsConfig(Strict):
 
     port: Annotated[int, Ge(1), Le(65535)] | None = None
     """Serve ``/metrics`` and ``/healthz`` on this port; null = off."""
-    bind: str = "0.0.0.0"
-    """Address to listen on (127.0.0.1 keeps it local)."""
+    bind: str = "127.0.0.1"
+    """Address to listen on: 127.0.0.1 keeps it on this box; 0.0.0.0 (or ::) exposes it on every interface."""
+    timeout_seconds: Annotated[float, Gt(0.0), Le(300.0)] = 5.0
+    """A client must send its request and take the answer within this time of connecting, or is disconnected."""
+    max_connections: Annotated[int, Ge(1), Le(1024)] = 256
+    """Connections open at once; past it, the one idle longest is closed (an fd each, no thread)."""
 
 
 class ClipsConfig(Strict):

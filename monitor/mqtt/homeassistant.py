@@ -1,5 +1,5 @@
 """Home Assistant MQTT discovery: one device per node, a sound ``binary_sensor`` and an ``event`` per label,
-and a ``sensor`` for the level.
+a ``sensor`` for the level, and (listening to a microphone) a problem ``binary_sensor`` for the audio input.
 
 Topics are ``<discovery_prefix>/<component>/<node_id>/<object_id>/config`` (retained). ``node_id`` is the
 node name's slug and ``object_id`` the label id, so ``unique_id``s stay the same across restarts. Discovery is
@@ -43,18 +43,21 @@ log = logging.getLogger(__name__)
 
 LABEL_COMPONENTS = ("binary_sensor", "event")
 LEVEL_OBJECT_ID = "level"
+INPUT_OBJECT_ID = "audio-input"  # a "-" never appears in a label id, so no label's binary_sensor can take it
 
 
 class Discovery:
     """Publishes and withdraws the Home Assistant discovery configs of one node."""
 
-    def __init__(self, cfg: Config, registry: LabelRegistry, publisher: MqttPublisher, topics: Topics) -> None:
+    def __init__(self, cfg: Config, registry: LabelRegistry, publisher: MqttPublisher, topics: Topics,
+                 input_entity: bool = False) -> None:
         assert cfg.mqtt is not None
         self.cfg = cfg
         self.registry = registry
         self.publisher = publisher
         self.topics = topics
         self.publish_level = cfg.mqtt.publish_level
+        self.input_entity = input_entity  # a live input (run), whose state is published; a file has none
         self.qos = cfg.mqtt.qos
         self._lock = threading.Lock()
         self._seen: set[str] = set()  # retained discovery topics of this node received since the last connect
@@ -124,6 +127,23 @@ class Discovery:
             }
         }
 
+    def input_config(self) -> dict[str, dict[str, Any]]:
+        """Discovery topic → payload of the audio input's problem sensor (on while the microphone is gone)."""
+        return {
+            self.topics.discovery("binary_sensor", INPUT_OBJECT_ID): {
+                "name": "Audio input",
+                "unique_id": f"sound_monitor_{self.topics.node_id}_input",
+                "device_class": "problem",
+                "entity_category": "diagnostic",
+                "state_topic": self.topics.input,
+                "value_template": "{{ value_json.state }}",
+                "payload_on": "down",
+                "payload_off": "up",
+                "json_attributes_topic": self.topics.input,
+                **self._common(),
+            }
+        }
+
     def configs(self, labels: LabelSet | None = None) -> dict[str, dict[str, Any]]:
         """Every discovery config this node should have for ``labels`` (default: the applied set)."""
         labels = labels if labels is not None else self.registry.applied()
@@ -132,6 +152,8 @@ class Discovery:
             out.update(self.label_configs(label))
         if self.publish_level:
             out.update(self.level_config())
+        if self.input_entity:
+            out.update(self.input_config())
         return out
 
     # --- lifecycle ---------------------------------------------------------------------------------

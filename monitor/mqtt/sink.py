@@ -6,6 +6,8 @@ the config, the label registry and one publisher, and nothing here holds the pip
 
 from __future__ import annotations
 
+import threading
+
 from monitor.config import Config
 from monitor.labels import LabelRegistry, LabelSet
 from monitor.mqtt.commands import CommandDispatcher, config_summary
@@ -13,7 +15,7 @@ from monitor.mqtt.homeassistant import Discovery
 from monitor.mqtt.publisher import MqttPublisher
 from monitor.mqtt.telemetry import Telemetry
 from monitor.mqtt.topics import Topics
-from monitor.records import Event, ScoredWindow
+from monitor.records import Event, InputState, ScoredWindow
 from monitor.sinks import Sink
 
 CONNECT_WAIT_SECONDS = 2.0  # at shutdown, how long a run that never connected waits for the broker
@@ -22,7 +24,8 @@ CONNECT_WAIT_SECONDS = 2.0  # at shutdown, how long a run that never connected w
 class MqttSink(Sink):
     """Everything the monitor publishes and receives over MQTT."""
 
-    def __init__(self, cfg: Config, registry: LabelRegistry, publisher: MqttPublisher | None = None) -> None:
+    def __init__(self, cfg: Config, registry: LabelRegistry, publisher: MqttPublisher | None = None,
+                 input_entity: bool = False) -> None:
         assert cfg.mqtt is not None
         self.cfg = cfg
         self.registry = registry
@@ -31,15 +34,18 @@ class MqttSink(Sink):
         m = cfg.mqtt
         self.telemetry = Telemetry(m, self.publisher, self.topics) if m.publish_level or m.publish_scores else None
         self.commands = CommandDispatcher(cfg, registry, self.publisher, self.topics) if m.commands else None
-        self.discovery = (Discovery(cfg, registry, self.publisher, self.topics)
+        self.discovery = (Discovery(cfg, registry, self.publisher, self.topics, input_entity=input_entity)
                           if cfg.home_assistant.discovery else None)
         self._labels = registry.applied()
+        self._input: InputState | None = None
+        self._input_lock = threading.Lock()  # the network thread republishes it: never an older one after a newer
 
     def start(self) -> None:
         """Reset label states, hook discovery and commands, and start connecting."""
         for label in self._labels.labels:  # a crash may have left a retained ON behind
             self.publisher.set_state(label.label_id, False)
         self.publisher.on_connect(self.publish_summary)  # a broker restarted without persistence forgets it
+        self.publisher.on_connect(self._republish_input)  # the same
         if self.discovery is not None:
             self.discovery.start()
         if self.commands is not None:
@@ -62,6 +68,17 @@ class MqttSink(Sink):
         if self.discovery is not None:
             self.discovery.labels_changed(old, labels)
         self.publish_summary()
+
+    def on_input(self, state: InputState) -> None:
+        """The audio input went down or came back: retained JSON on ``<prefix>/input``."""
+        with self._input_lock:
+            self._input = state
+            self.publisher.publish(self.topics.input, state.to_json_dict(), retain=True)
+
+    def _republish_input(self) -> None:
+        with self._input_lock:
+            if self._input is not None:
+                self.publisher.publish(self.topics.input, self._input.to_json_dict(), retain=True)
 
     def on_window(self, window: ScoredWindow) -> None:
         """Level and scores telemetry."""
