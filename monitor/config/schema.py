@@ -116,6 +116,9 @@ class InferenceConfig(_Strict):
     """Windows scored together when several are pending (cheaper per window than one by one)."""
     precision: Literal["fp32", "bf16", "int8"] = "fp32"
     """Audio tower precision: fp32 (reference), bf16 (CPUs with AVX512-BF16/AMX), int8 (dynamic quantization)."""
+    max_labels: Annotated[int, Ge(1), Le(1000)] = 50
+    """Most labels (background excluded) the monitor scores, configured plus added at run time; every label
+    costs scoring time and an embedding, so a flood of ``add_label`` commands stops here."""
 
 
 class MqttConfig(_Strict):
@@ -275,6 +278,9 @@ class Config(_Strict):
         clash = {b.strip().lower() for b in self.background} & {lbl.name.lower() for lbl in self.labels}
         if clash:
             raise ValueError(f"background: {sorted(clash)} also listed in labels")
+        if len(self.labels) > self.inference.max_labels:
+            raise ValueError(f"labels: {len(self.labels)} labels, more than inference.max_labels "
+                             f"({self.inference.max_labels})")
         return self
 
     def node_name(self) -> str:
