@@ -166,7 +166,7 @@ class Discovery:
         return self._swept.wait(timeout)
 
     # --- network thread ----------------------------------------------------------------------------
-    def _on_message(self, topic: str, payload: bytes) -> None:
+    def _on_message(self, topic: str, payload: bytes, retained: bool = False) -> None:
         if topic == self.topics.ha_status:
             if payload.strip().lower() == b"online":
                 log.info("Home Assistant is online: republishing discovery")

@@ -50,7 +50,7 @@ class MqttPublisher:
         self._cond = threading.Condition()
         self._stopping = False
         self._subscriptions: list[str] = []
-        self._message_handlers: list[Callable[[str, bytes], None]] = []
+        self._message_handlers: list[Callable[[str, bytes, bool], None]] = []
         self._on_connect_hooks: list[Callable[[], None]] = []
         self._thread = threading.Thread(target=self._drain, name="mqtt-outbox", daemon=True)
         self._last_error_log = 0.0
@@ -112,8 +112,9 @@ class MqttPublisher:
         # meanwhile would miss both paths. paho answers MQTT_ERR_NO_CONN (harmless) when really disconnected.
         self.client.subscribe(topic, qos=1)
 
-    def add_message_handler(self, handler: Callable[[str, bytes], None]) -> None:
-        """Also call ``handler(topic, payload)`` (from the network thread) for every message received."""
+    def add_message_handler(self, handler: Callable[[str, bytes, bool], None]) -> None:
+        """Also call ``handler(topic, payload, retained)`` (from the network thread) for every message received;
+        ``retained`` is true for a message the broker kept and replays on subscribe (not a live one)."""
         self._message_handlers.append(handler)
 
     def on_connect(self, hook: Callable[[], None]) -> None:
@@ -201,7 +202,7 @@ class MqttPublisher:
     def _handle_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         for handler in self._message_handlers:
             try:
-                handler(message.topic, message.payload)
+                handler(message.topic, message.payload, bool(message.retain))
             except Exception:
                 log.exception("MQTT: handling a message on %s failed", message.topic)
 

@@ -6,6 +6,8 @@ the config, the label registry and one publisher, and nothing here holds the pip
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from monitor.config import Config
 from monitor.labels import LabelRegistry, LabelSet
 from monitor.mqtt.commands import CommandDispatcher, config_summary
@@ -16,13 +18,17 @@ from monitor.mqtt.topics import Topics
 from monitor.records import Event, ScoredWindow
 from monitor.sinks import Sink
 
+if TYPE_CHECKING:
+    from monitor.inference.text import TextEncoder
+
 CONNECT_WAIT_SECONDS = 2.0  # at shutdown, how long a run that never connected waits for the broker
 
 
 class MqttSink(Sink):
     """Everything the monitor publishes and receives over MQTT."""
 
-    def __init__(self, cfg: Config, registry: LabelRegistry, publisher: MqttPublisher | None = None) -> None:
+    def __init__(self, cfg: Config, registry: LabelRegistry, publisher: MqttPublisher | None = None,
+                 text: TextEncoder | None = None) -> None:
         assert cfg.mqtt is not None
         self.cfg = cfg
         self.registry = registry
@@ -30,7 +36,7 @@ class MqttSink(Sink):
         self.publisher = publisher or MqttPublisher(cfg.mqtt, self.topics)
         m = cfg.mqtt
         self.telemetry = Telemetry(m, self.publisher, self.topics) if m.publish_level or m.publish_scores else None
-        self.commands = CommandDispatcher(cfg, registry, self.publisher, self.topics) if m.commands else None
+        self.commands = CommandDispatcher(cfg, registry, self.publisher, self.topics, text) if m.commands else None
         self.discovery = (Discovery(cfg, registry, self.publisher, self.topics)
                           if cfg.home_assistant.discovery else None)
         self._labels = registry.applied()
