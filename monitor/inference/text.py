@@ -27,6 +27,7 @@ from monitor.labels import LabelPrompts
 log = logging.getLogger(__name__)
 
 PromptKey = tuple[str, ...]
+_QUIET = threading.Lock()  # the verbosity is process-wide: one quiet load at a time, so each restores the real one
 
 
 def mean_direction(rows: torch.Tensor) -> torch.Tensor:
@@ -41,15 +42,17 @@ def quiet_transformers() -> Iterator[None]:
     the full checkpoint prints a ~45-line "LOAD REPORT" of the audio weights it leaves out, every time."""
     from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # for good, as the scorer does: progress bars are noise in the journal
     hub = logging.getLogger("huggingface_hub")
-    verbosity, hub_level = hf_logging.get_verbosity(), hub.level
-    hf_logging.set_verbosity_error()
-    hub.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        hub.setLevel(hub_level)
+    with _QUIET:
+        verbosity, hub_level = hf_logging.get_verbosity(), hub.level
+        hf_logging.set_verbosity_error()
+        hub.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            hf_logging.set_verbosity(verbosity)
+            hub.setLevel(hub_level)
 
 
 class PromptEmbeddings:

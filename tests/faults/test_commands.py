@@ -100,7 +100,8 @@ def test_a_flood_of_add_label_is_bounded_and_detection_keeps_scoring(
             mq.client.publish(COMMAND, json.dumps({"action": "add_label", "name": f"sound {i:03d}", "id": i}), qos=1)
         wait_for(lambda: len(answers(mq)) >= FLOOD, timeout=120, message=lambda: f"{len(answers(mq))} answers")
         windows_during = len(run.windows) - n_windows
-        log_lines = len(caplog.records) - first_record + len(capfd.readouterr().err.splitlines())
+        log_lines = (sum(len(r.getMessage().splitlines()) for r in caplog.records[first_record:])
+                     + len(capfd.readouterr().err.splitlines()))
 
         got = answers(mq)
         assert sorted(a["id"] for a in got) == list(range(FLOOD)), "every command is answered exactly once"
