@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -33,6 +34,9 @@ from monitor.labels import LabelRegistry, LabelSet
 from monitor.records import Event, InputState, ScoredWindow, Window
 from monitor.sinks import Sink
 from monitor.systemd import notify, watchdog_interval
+
+if TYPE_CHECKING:
+    from monitor.inference.text import TextEncoder
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +81,10 @@ class Monitor:
         scorer: Scorer | None = None,
         taps: Sequence[AudioTap] = (),
         annotators: Sequence[Annotator] = (),
+        text: TextEncoder | None = None,
     ) -> None:
         self.cfg = cfg
+        self.text = text  # the text encoder the scorer shares with the command dispatcher
         self.live = live
         self.registry = registry
         self.source_factory = source_factory
@@ -107,7 +113,7 @@ class Monitor:
         """Load the model with the registry's labels (the slow part of start-up)."""
         from monitor.inference.loading import load_scorer
 
-        return load_scorer(self.cfg.model, self.cfg.inference, self.registry.current().scored())
+        return load_scorer(self.cfg.model, self.cfg.inference, self.registry.current().scored(), text=self.text)
 
     def make_adaptive(self) -> AdaptiveHop | None:
         """The adaptive-hop policy, or None when ``audio.idle_hop_seconds`` is not set."""

@@ -110,11 +110,17 @@ def test_get_config_answers_and_republishes_the_summary(rig) -> None:
     assert summary.retain and summary.json() == body["config"]
 
 
-def test_a_full_command_queue_answers_busy_instead_of_dropping(rig) -> None:
-    dispatcher, pub, _ = rig  # not started: nothing takes commands off the queue
-    for i in range(QUEUE_SIZE):
+def test_a_full_command_queue_answers_busy_instead_of_dropping() -> None:
+    cfg = config()
+    topics = Topics.from_config(cfg)
+    pub = MemoryPublisher(topics)
+    clock = [0.0]
+    dispatcher = CommandDispatcher(cfg, LabelRegistry.from_config(cfg), pub, topics, clock=lambda: clock[0])
+    for i in range(QUEUE_SIZE):  # not started: nothing takes commands off the queue
+        clock[0] += 1.0  # slower than the rate limit, so only the queue's bound applies
         dispatcher._on_message(dispatcher.topics.command, f'{{"action": "get_config", "id": {i}}}'.encode())
     assert pub.on(dispatcher.topics.response) == []
+    clock[0] += 1.0
     dispatcher._on_message(dispatcher.topics.command, b'{"action": "get_config", "id": "late"}')
     (busy,) = pub.on(dispatcher.topics.response)
     assert busy.json()["ok"] is False and busy.json()["id"] == "late" and "busy" in busy.json()["error"]

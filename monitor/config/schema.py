@@ -120,6 +120,9 @@ class InferenceConfig(Strict):
     """Windows scored together when several are pending (cheaper per window than one by one)."""
     precision: Literal["fp32", "bf16", "int8"] = "fp32"
     """Audio tower precision: fp32 (reference), bf16 (CPUs with AVX512-BF16/AMX), int8 (dynamic quantization)."""
+    max_labels: Annotated[int, Ge(1), Le(1000)] = 50
+    """Most labels (background excluded) the monitor scores, configured plus added at run time; every label
+    costs scoring time and an embedding, so a flood of ``add_label`` commands stops here."""
 
 
 class Config(Strict):
@@ -184,6 +187,15 @@ class Config(Strict):
         if found:
             raise problems("background", found)
         return background
+
+    @field_validator("inference")
+    @classmethod
+    def _labels_within_max(cls, inference: InferenceConfig, info: ValidationInfo) -> InferenceConfig:
+        labels = info.data.get("labels") or []  # declared first: here when valid
+        if len(labels) > inference.max_labels:
+            raise problems("inference", [(["max_labels"], f"{len(labels)} labels are configured, more than this "
+                                          f"({inference.max_labels})", inference.max_labels)])
+        return inference
 
     def node_name(self) -> str:
         """Name of this box in events and Home Assistant."""

@@ -160,9 +160,6 @@ class Discovery:
     def start(self) -> None:
         """Listen for Home Assistant's status and this node's retained configs (call before connecting)."""
         self.publisher.add_message_handler(self._on_message)
-        # Live status only: a retained "online" (Home Assistant can retain its birth message) comes with every
-        # subscription, right after the connect announced everything; answering it would send each config twice.
-        self.publisher.add_message_handler(self._on_status, retained=False)
         self.publisher.on_connect(self._connected)
         for topic in (self.topics.ha_status, self.topics.own_discovery, self.topics.discovery_sync):
             self.publisher.subscribe(topic)
@@ -205,13 +202,14 @@ class Discovery:
         return self._swept.wait(timeout)
 
     # --- network thread ----------------------------------------------------------------------------
-    def _on_status(self, topic: str, payload: bytes) -> None:
-        if topic == self.topics.ha_status and payload.strip().lower() == b"online":
-            log.info("Home Assistant is online: republishing discovery")
-            self.announce()
-
-    def _on_message(self, topic: str, payload: bytes) -> None:
-        if topic == self.topics.discovery_sync:
+    def _on_message(self, topic: str, payload: bytes, retained: bool = False) -> None:
+        if topic == self.topics.ha_status:
+            # Live status only: a retained "online" (Home Assistant can retain its birth message) comes with every
+            # subscription, right after the connect announced everything; answering it would send each config twice.
+            if not retained and payload.strip().lower() == b"online":
+                log.info("Home Assistant is online: republishing discovery")
+                self.announce()
+        elif topic == self.topics.discovery_sync:
             with self._lock:
                 if payload.decode(errors="replace") != self._token:
                     return

@@ -50,7 +50,7 @@ class MqttPublisher:
         self._cond = threading.Condition()
         self._stopping = False
         self._subscriptions: list[str] = []
-        self._message_handlers: list[tuple[Callable[[str, bytes], None], bool]] = []  # (handler, wants retained)
+        self._message_handlers: list[Callable[[str, bytes, bool], None]] = []
         self._on_connect_hooks: list[Callable[[], None]] = []
         self._thread = threading.Thread(target=self._drain, name="mqtt-outbox", daemon=True)
         self._last_error_log = 0.0
@@ -112,13 +112,10 @@ class MqttPublisher:
         # meanwhile would miss both paths. paho answers MQTT_ERR_NO_CONN (harmless) when really disconnected.
         self.client.subscribe(topic, qos=1)
 
-    def add_message_handler(self, handler: Callable[[str, bytes], None], retained: bool = True) -> None:
-        """Also call ``handler(topic, payload)`` (from the network thread) for every message received.
-
-        ``retained=False``: not for the retained messages the broker replays when a subscription is made (old
-        news, such as a retained "online" of Home Assistant); live messages only.
-        """
-        self._message_handlers.append((handler, retained))
+    def add_message_handler(self, handler: Callable[[str, bytes, bool], None]) -> None:
+        """Also call ``handler(topic, payload, retained)`` (from the network thread) for every message received;
+        ``retained`` is true for a message the broker kept and replays on subscribe (not a live one)."""
+        self._message_handlers.append(handler)
 
     def on_connect(self, hook: Callable[[], None]) -> None:
         """Call ``hook`` (from the network thread) after every successful connect."""
@@ -203,11 +200,9 @@ class MqttPublisher:
                       self.cfg.port, reason)
 
     def _handle_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        for handler, retained in self._message_handlers:
-            if message.retain and not retained:
-                continue
+        for handler in self._message_handlers:
             try:
-                handler(message.topic, message.payload)
+                handler(message.topic, message.payload, bool(message.retain))
             except Exception:
                 log.exception("MQTT: handling a message on %s failed", message.topic)
 

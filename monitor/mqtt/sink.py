@@ -7,6 +7,7 @@ the config, the label registry and one publisher, and nothing here holds the pip
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 from monitor.config import Config
 from monitor.labels import LabelRegistry, LabelSet
@@ -18,6 +19,9 @@ from monitor.mqtt.topics import Topics
 from monitor.records import Event, InputState, ScoredWindow
 from monitor.sinks import Sink
 
+if TYPE_CHECKING:
+    from monitor.inference.text import TextEncoder
+
 CONNECT_WAIT_SECONDS = 2.0  # at shutdown, how long a run that never connected waits for the broker
 
 
@@ -25,7 +29,7 @@ class MqttSink(Sink):
     """Everything the monitor publishes and receives over MQTT."""
 
     def __init__(self, cfg: Config, registry: LabelRegistry, publisher: MqttPublisher | None = None,
-                 input_entity: bool = False) -> None:
+                 input_entity: bool = False, text: TextEncoder | None = None) -> None:
         assert cfg.mqtt is not None
         self.cfg = cfg
         self.registry = registry
@@ -33,7 +37,7 @@ class MqttSink(Sink):
         self.publisher = publisher or MqttPublisher(cfg.mqtt, self.topics)
         m = cfg.mqtt
         self.telemetry = Telemetry(m, self.publisher, self.topics) if m.publish_level or m.publish_scores else None
-        self.commands = CommandDispatcher(cfg, registry, self.publisher, self.topics) if m.commands else None
+        self.commands = CommandDispatcher(cfg, registry, self.publisher, self.topics, text) if m.commands else None
         self.discovery = (Discovery(cfg, registry, self.publisher, self.topics, input_entity=input_entity)
                           if cfg.home_assistant.discovery else None)
         self._labels = registry.applied()

@@ -182,7 +182,7 @@ def test_a_retained_home_assistant_online_is_not_answered_a_live_one_is() -> Non
     pub.connect()
     level = "homeassistant/sensor/kitchen/level/config"
     assert len(pub.on(level)) == 1
-    pub.deliver("homeassistant/status", b"online", retain=True)  # replayed by the broker as we subscribed
+    pub.deliver("homeassistant/status", b"online", retained=True)  # replayed by the broker as we subscribed
     assert len(pub.on(level)) == 1
     pub.deliver("homeassistant/status", b"online")  # Home Assistant (re)started
     assert len(pub.on(level)) == 2

@@ -37,7 +37,7 @@ class MemoryPublisher:
         self.connected = connected
         self.sent: list[Sent] = []
         self.subscriptions: list[str] = []
-        self.handlers: list[tuple[Callable[[str, bytes], None], bool]] = []  # (handler, wants retained)
+        self.handlers: list[Callable[[str, bytes, bool], None]] = []
         self.hooks: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -65,9 +65,9 @@ class MemoryPublisher:
         """Record a subscription."""
         self.subscriptions.append(topic)
 
-    def add_message_handler(self, handler: Callable[[str, bytes], None], retained: bool = True) -> None:
-        """Record a handler; ``deliver`` calls it (not for retained messages when ``retained`` is False)."""
-        self.handlers.append((handler, retained))
+    def add_message_handler(self, handler: Callable[[str, bytes, bool], None]) -> None:
+        """Record a handler; ``deliver`` calls it."""
+        self.handlers.append(handler)
 
     def on_connect(self, hook: Callable[[], None]) -> None:
         """Record a hook; ``connect`` calls it."""
@@ -84,14 +84,12 @@ class MemoryPublisher:
         for hook in self.hooks:
             hook()
 
-    def deliver(self, topic: str, payload: bytes | str, retain: bool = False) -> None:
-        """Hand an incoming message to the handlers as the network thread would (``retain``: a retained message the
-        broker replays on subscribing)."""
+    def deliver(self, topic: str, payload: bytes | str, retained: bool = False) -> None:
+        """Hand an incoming message to the handlers as the network thread would (``retained``: the broker's
+        replay of a retained message on subscribe)."""
         data = payload.encode() if isinstance(payload, str) else payload
-        for handler, wants_retained in self.handlers:
-            if retain and not wants_retained:
-                continue
-            handler(topic, data)
+        for handler in self.handlers:
+            handler(topic, data, retained)
 
     def on(self, topic: str) -> list[Sent]:
         """Messages published on ``topic`` so far."""
