@@ -82,6 +82,7 @@ class MqttPublisher:
         self._cause: str | None = None  # why the connection fails, as last logged; None while connected
         self._answered = False  # the current attempt got a CONNACK (network thread only)
         self._direct: int | None = None  # thread id whose publishes skip the outbox: paho's, in on-connect hooks
+        self._connects = 0  # successful connects so far (under _cond)
 
         client = _Client(CallbackAPIVersion.VERSION2, client_id=cfg.resolved_client_id(), clean_session=True)
         if cfg.username is not None:
@@ -197,13 +198,14 @@ class MqttPublisher:
                 if self._stopping:
                     return
                 msg = self._outbox[0]
+                connection = self._connects
             info = self.client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
             with self._cond:
                 if info.rc == mqtt.MQTT_ERR_SUCCESS:
                     # qos>0 messages now belong to paho, which resends them after a reconnect.
                     self._outbox.popleft()
                     self._cond.notify_all()
-                else:
+                elif connection == self._connects:  # (a failure from before a reconnect says nothing of it)
                     # Not connected after all: keep the message first in line and wait for the reconnect.
                     self.connected = False
 
@@ -232,6 +234,7 @@ class MqttPublisher:
             # `online` last, through the outbox, so whoever sees it was sent every state and config of this
             # connection (and what was held meanwhile) first. Appended past max_pending: never dropped for room.
             self._outbox.append(Message(self.topics.availability, b"online", True, 1))
+            self._connects += 1
             self.connected = True
             self._cond.notify_all()
 
