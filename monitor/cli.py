@@ -5,14 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from monitor import __version__
+from monitor import __version__, lifecycle
 from monitor.config import Config, ConfigError, load_config
 
 log = logging.getLogger("sound-monitor")
@@ -43,28 +41,24 @@ def load(args: argparse.Namespace) -> Config:
     return load_config(args.config, check_files=True, overrides=overrides)
 
 
-def _install_signal_handlers(stop: threading.Event) -> None:
-    def handler(signum: int, frame: Any) -> None:
-        log.info("received %s", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-
-
 def _run_monitor(cfg: Config, source_factory: Callable[[], Any], live: bool, scores: bool,
                  plot: str | None = None) -> int:
-    from monitor.inference.scorer import ModelLoadError
     from monitor.wiring import build_monitor
 
-    stop = threading.Event()
-    _install_signal_handlers(stop)
     monitor = build_monitor(cfg, source_factory, live=live, scores=scores, plot=plot)
+    # From here a signal asks the run to stop (it publishes offline) instead of exiting at once.
+    stop = lifecycle.running()
     try:
-        return monitor.run(stop)
-    except ModelLoadError as exc:
+        code = monitor.run(stop)
+    except Exception as exc:
+        from monitor.inference.scorer import ModelLoadError  # not before: torch loads on the loader thread
+
+        if not isinstance(exc, ModelLoadError):
+            raise
         log.error("%s", exc)
-        return 1
+        code = 1
+    # A model load or label encoding abandoned at a signal is still inside torch: exit without it.
+    return lifecycle.finish(code)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -242,12 +236,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sound-monitor`` console script."""
+    lifecycle.install()  # first: a SIGTERM during the imports and the config below ends in exit 0
     from monitor.systemd import setup_logging
 
     # libgomp threads otherwise spin for a while after every parallel region: wasted CPU on a box that
     # scores one window a second. Must be set before torch is imported (it is imported lazily).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
+    if args.func not in (cmd_run, cmd_replay):
+        lifecycle.uninstall()  # the offline commands keep Python's defaults (Ctrl-C: KeyboardInterrupt)
     setup_logging(args.log_level or "INFO")
     try:
         if hasattr(args, "config") and args.command != "check-config" and not args.log_level:

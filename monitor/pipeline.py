@@ -31,6 +31,7 @@ from monitor.core.windowing import AudioSource, WindowStage
 from monitor.inference.adaptive import AdaptiveHop
 from monitor.inference.worker import InferenceWorker, Scorer
 from monitor.labels import LabelRegistry, LabelSet
+from monitor.lifecycle import call_unless_stopped
 from monitor.records import Event, InputState, ScoredWindow, Window
 from monitor.sinks import Sink
 from monitor.systemd import notify, watchdog_interval
@@ -180,8 +181,10 @@ class Monitor:
     def run(self, stop: threading.Event) -> int:
         """Run until the source ends or ``stop`` is set; returns the process exit code."""
         if self.scorer is None:
-            self.scorer = self.make_scorer()
-        if stop.is_set():
+            log.info("loading %s", self.cfg.model)
+            # On its own thread: a stop during the load (seconds on a Pi) is acted on at once, not after it.
+            self.scorer = call_unless_stopped(self.make_scorer, stop, "model-loader")
+        if stop.is_set() or self.scorer is None:
             return 0
         source = self.source_factory()
         self.stage = WindowStage(source, self.windows, self.cfg.audio.window_seconds, self.cfg.audio.hop_seconds,

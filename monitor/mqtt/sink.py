@@ -43,18 +43,30 @@ class MqttSink(Sink):
         self._labels = registry.applied()
         self._input: InputState | None = None
         self._input_lock = threading.Lock()  # the network thread republishes it: never an older one after a newer
+        # label_id → ON, as last published. The lock keeps a state change (main thread) and the republishing on
+        # connect (network thread) in one order in the outbox, so a reconnect never republishes a stale state.
+        self._states = {lbl.label_id: False for lbl in self._labels.labels}
+        self._states_lock = threading.Lock()
 
     def start(self) -> None:
-        """Reset label states, hook discovery and commands, and start connecting."""
-        for label in self._labels.labels:  # a crash may have left a retained ON behind
-            self.publisher.set_state(label.label_id, False)
-        self.publisher.on_connect(self.publish_summary)  # a broker restarted without persistence forgets it
-        self.publisher.on_connect(self._republish_input)  # the same
+        """Hook the states, the summary, the input state, discovery and commands to every connect; connect."""
+        # On every connect, before `online`: every label's state (at start all OFF, replacing an ON a crash may
+        # have left retained; after a reconnect what a broker restarted without persistence forgot), the summary
+        # and the input's state (the same).
+        self.publisher.on_connect(self.publish_states)
+        self.publisher.on_connect(self.publish_summary)
+        self.publisher.on_connect(self._republish_input)
         if self.discovery is not None:
             self.discovery.start()
         if self.commands is not None:
             self.commands.start()
         self.publisher.start()
+
+    def publish_states(self) -> None:
+        """Every label's current retained ``ON``/``OFF`` (network thread, on connect)."""
+        with self._states_lock:
+            for label_id, on in self._states.items():
+                self.publisher.set_state(label_id, on)
 
     def publish_summary(self) -> None:
         """Retained ``<prefix>/config``: labels with thresholds, enabled and prompts; model; node; version."""
@@ -66,9 +78,13 @@ class MqttSink(Sink):
         if old.version == labels.version:
             return
         known = {lbl.label_id for lbl in old.labels}
-        for label in labels.labels:
-            if label.label_id not in known:
-                self.publisher.set_state(label.label_id, False)
+        with self._states_lock:
+            for label in labels.labels:
+                if label.label_id not in known:
+                    self._states[label.label_id] = False
+                    self.publisher.set_state(label.label_id, False)
+            for label_id in known - {lbl.label_id for lbl in labels.labels}:
+                self._states.pop(label_id, None)  # its retained state is cleared with its entities
         if self.discovery is not None:
             self.discovery.labels_changed(old, labels)
         self.publish_summary()
@@ -91,7 +107,9 @@ class MqttSink(Sink):
 
     def on_event(self, event: Event) -> None:
         """The event JSON, the label's state, and its Home Assistant event entity."""
-        self.publisher.publish_event(event)
+        with self._states_lock:
+            self._states[event.label_id] = event.type == "start"
+            self.publisher.publish_event(event)
         if self.discovery is not None:
             self.discovery.on_event(event)
 
