@@ -80,7 +80,7 @@ def test_device_model_names_the_model_not_a_local_path(model: str, shown: str) -
 
 @pytest.mark.parametrize(("metrics", "url"), [
     (None, None),
-    ({"port": 9100, "bind": "0.0.0.0"}, f"http://{socket.gethostname()}:9100/metrics"),  # every interface: this box's name
+    ({"port": 9100, "bind": "0.0.0.0"}, f"http://{socket.gethostname()}:9100/metrics"),  # all interfaces: host name
     ({"port": 9100}, None),  # the default bind is loopback
     ({"port": 9100, "bind": "192.168.1.5"}, "http://192.168.1.5:9100/metrics"),
     ({"port": 9100, "bind": "fd00::5"}, "http://[fd00::5]:9100/metrics"),
