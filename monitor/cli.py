@@ -125,7 +125,10 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate a config file without loading the model."""
+    from monitor.labels import labels_from_config
+
     cfg = load_config(args.file)
+    labels_from_config(cfg)  # example and negative paths exist and are within bounds (a ConfigError if not)
     labels = ", ".join(f"{lbl.name} ({cfg.label_threshold(lbl):g})" for lbl in cfg.labels)
     print(f"{args.file}: OK — {len(cfg.labels)} label(s): {labels}")
     return 0

@@ -34,10 +34,14 @@ class LabelError(ValueError):
 
 @dataclass(frozen=True)
 class LabelPrompts:
-    """A label and the prompt texts that describe it, already formatted with the template (what a scorer needs)."""
+    """A label and the prompt texts that describe it, already formatted with the template (what a scorer needs),
+    with its example and negative audio files (the negatives include the top-level ones). No prompts: the label
+    is scored from its examples alone."""
 
     name: str
     prompts: tuple[str, ...]
+    examples: tuple[str, ...] = ()
+    negatives: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -49,15 +53,19 @@ class Label:
     prompts: tuple[str, ...]
     threshold: float
     enabled: bool = True
+    examples: tuple[str, ...] = ()  # resolved audio file paths (monitor/teaching.py)
+    negatives: tuple[str, ...] = ()
 
     def summary(self) -> dict[str, Any]:
-        """This label in the ``<prefix>/config`` summary."""
+        """This label in the ``<prefix>/config`` summary (examples and negatives as counts)."""
         return {
             "name": self.name,
             "label_id": self.label_id,
             "threshold": self.threshold,
             "enabled": self.enabled,
             "prompts": list(self.prompts),
+            "examples": len(self.examples),
+            "negatives": len(self.negatives),
         }
 
 
@@ -69,6 +77,7 @@ class LabelSet:
     labels: tuple[Label, ...]
     background: tuple[str, ...] = ()
     template: str = "{}"
+    negatives: tuple[str, ...] = ()  # top-level negatives: sounds that must never fire any label
     _by_key: dict[str, Label] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -92,8 +101,11 @@ class LabelSet:
         return {lbl.name: lbl.threshold for lbl in self.labels if lbl.enabled}
 
     def scored(self) -> list[LabelPrompts]:
-        """What the model scores: every label with its formatted prompts, then the background labels."""
-        out = [LabelPrompts(lbl.name, tuple(self.template.format(p) for p in lbl.prompts)) for lbl in self.labels]
+        """What the model scores: every label with its formatted prompts, examples and negatives (its own, then the
+        top-level ones), then the background labels."""
+        out = [LabelPrompts(lbl.name, tuple(self.template.format(p) for p in lbl.prompts), lbl.examples,
+                            tuple(dict.fromkeys((*lbl.negatives, *self.negatives))))
+               for lbl in self.labels]
         out += [LabelPrompts(b, (self.template.format(b),)) for b in self.background]
         return out
 
@@ -104,16 +116,30 @@ class LabelSet:
 
 
 def labels_from_config(cfg: Config) -> LabelSet:
-    """The labels of ``cfg`` with their effective thresholds and prompts, as version 1."""
-    return LabelSet(
-        version=1,
-        labels=tuple(
-            Label(lbl.name, lbl.slug, tuple(lbl.prompts or [lbl.name]), cfg.label_threshold(lbl), lbl.enabled)
-            for lbl in cfg.labels
-        ),
-        background=tuple(cfg.background),
-        template=cfg.prompt_template,
-    )
+    """The labels of ``cfg`` with their effective thresholds, prompts, example and negative files, as version 1.
+
+    Example paths are resolved here (folders listed, taught folders added: :mod:`monitor.teaching`); a missing
+    path, too many files or a label left with neither prompts nor examples raises ``ConfigError``.
+    """
+    from monitor.config import ConfigError
+    from monitor.teaching import TeachError, examples_dir, negatives_dir, resolve_files, taught_folder
+
+    root, limit = taught_folder(cfg), cfg.examples.max_files
+    labels = []
+    try:
+        for i, lbl in enumerate(cfg.labels):
+            examples = resolve_files(lbl.examples, f"labels[{i}].examples", limit, examples_dir(root, lbl.slug))
+            negatives = resolve_files(lbl.negatives, f"labels[{i}].negatives", limit, negatives_dir(root, lbl.slug))
+            prompts = tuple(lbl.prompts if lbl.prompts is not None else [lbl.name])
+            if not prompts and not examples:
+                raise TeachError(f"labels[{i}]: '{lbl.name}' has no prompts and no examples")
+            labels.append(Label(lbl.name, lbl.slug, prompts, cfg.label_threshold(lbl), lbl.enabled, examples,
+                                negatives))
+        negatives = resolve_files(cfg.negatives, "negatives", limit, negatives_dir(root, None))
+    except TeachError as exc:
+        raise ConfigError("config", [str(exc)]) from None
+    return LabelSet(version=1, labels=tuple(labels), background=tuple(cfg.background), template=cfg.prompt_template,
+                    negatives=negatives)
 
 
 class LabelRegistry:
@@ -184,6 +210,13 @@ class LabelRegistry:
         if found is None:
             raise LabelError(f"unknown label '{key}' (labels: {', '.join(self._current.names())})")
         return found
+
+    def set_negatives(self, negatives: tuple[str, ...]) -> int:
+        """Replace the top-level negatives; the new version."""
+        with self._cond:
+            self._current = replace(self._current, version=self._current.version + 1, negatives=negatives)
+            self._cond.notify_all()
+            return self._current.version
 
     def _set(self, labels: tuple[Label, ...]) -> int:
         self._current = replace(self._current, version=self._current.version + 1, labels=labels)

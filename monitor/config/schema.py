@@ -17,6 +17,8 @@ from typing import Annotated, Literal
 from annotated_types import Ge, Gt, Le
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from monitor.config.examples import ExamplesConfig
+
 DEFAULT_MODEL = "laion/clap-htsat-unfused"
 DEFAULT_PROMPT_TEMPLATE = "This is a sound of {}."
 DEFAULT_BACKGROUND = ["silence", "speech", "music", "ambient noise"]
@@ -39,11 +41,16 @@ class LabelConfig(_Strict):
     name: Annotated[str, Field(min_length=1, max_length=100)]
     """Label name, used in events and topics (slugified there)."""
     prompts: list[Annotated[str, Field(min_length=1)]] | None = None
-    """Texts describing the sound; each is formatted with ``prompt_template``. Default: ``[name]``."""
+    """Texts describing the sound; each is formatted with ``prompt_template``. Default: ``[name]``. ``[]`` (only
+    with examples): the label is scored from its examples alone."""
     threshold: Annotated[float, Ge(0.0), Le(1.0)] | None = None
     """Score above which a window counts as a hit. Default: ``detection.threshold``."""
     enabled: bool = True
     """A disabled label is still scored (it competes in the softmax) but never fires."""
+    examples: Annotated[list[Path], Field(max_length=1000)] = Field(default_factory=list)
+    """Audio files or folders of clips that are this sound (see ``examples`` section, monitor/teaching.py)."""
+    negatives: Annotated[list[Path], Field(max_length=1000)] = Field(default_factory=list)
+    """Audio files or folders of clips that are NOT this sound (the TV, for this label only)."""
 
     @field_validator("name")
     @classmethod
@@ -254,6 +261,9 @@ class Config(_Strict):
     home_assistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     clips: ClipsConfig = Field(default_factory=ClipsConfig)
+    negatives: Annotated[list[Path], Field(max_length=1000)] = Field(default_factory=list)
+    """Audio files or folders of sounds that must never fire any label (the TV, the microwave beep)."""
+    examples: ExamplesConfig = Field(default_factory=ExamplesConfig)
     node: str | None = None
     """Node name in events; null = the host name."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from monitor.inference.embedcache import EmbeddingCache, model_key
+from monitor.inference.examples import ExampleBank, ExampleSettings
 from monitor.labels import LabelPrompts
 
 __all__ = ["ClapScorer", "LabelPrompts", "ModelLoadError", "bf16_supported", "default_threads"]
@@ -82,7 +84,8 @@ class ClapScorer:
     """Zero-shot scores of 48 kHz windows against a set of labels."""
 
     def __init__(
-        self, model: str, threads: int | None = None, fast_features: bool = True, precision: str = "fp32"
+        self, model: str, threads: int | None = None, fast_features: bool = True, precision: str = "fp32",
+        examples: ExampleSettings | None = None,
     ) -> None:
         from transformers import ClapModel, ClapProcessor
         from transformers.utils import logging as hf_logging
@@ -116,6 +119,11 @@ class ClapScorer:
         self.labels: list[str] = []
         self._text: torch.Tensor | None = None
         self._cache: dict[tuple[str, ...], torch.Tensor] = {}  # prompts → label embedding
+        self._text_cols: list[int] = []  # columns of self.labels that have prompts (all, unless examples-only labels)
+        ex = examples or ExampleSettings()
+        key = model_key(model, [getattr(self.model.config, "_commit_hash", None), self.model.config.to_json_string(),
+                                precision, self._fast is not None, ex.window_seconds, ex.hop_seconds])
+        self.examples = ExampleBank(ex, EmbeddingCache(ex.cache_folder, key, ex.max_cache_bytes))
         log.info("loaded %s in %.1f s", model, time.monotonic() - t0)
 
     def _set_precision(self, precision: str) -> None:
@@ -173,9 +181,11 @@ class ClapScorer:
 
         Only labels whose prompts were never encoded run the text tower, all of them in one batch (one reload
         of a freed text tower however many labels a burst of commands added). If that encoding fails, the
-        new labels are left out and named in the result; the others keep scoring.
+        new labels are left out and named in the result; the others keep scoring. Example and negative files
+        never embedded (or changed) run the audio tower once each (:mod:`monitor.inference.examples`); a label
+        without prompts and without a usable example is left out too.
         """
-        missing = [lbl for lbl in labels if lbl.prompts not in self._cache]
+        missing = [lbl for lbl in labels if lbl.prompts and lbl.prompts not in self._cache]
         failed: dict[str, str] = {}
         if missing:
             try:
@@ -188,11 +198,16 @@ class ClapScorer:
                 for lbl in missing:
                     self._cache[lbl.prompts] = _mean_direction(emb[i : i + len(lbl.prompts)])
                     i += len(lbl.prompts)
+        dim = int(self.model.config.projection_dim)
+        failed |= self.examples.sync([lbl for lbl in labels if lbl.name not in failed],
+                                     lambda x: self.audio_embeddings(x).numpy(), dim)
         keep = [lbl for lbl in labels if lbl.name not in failed]
-        if keep:
-            self._text = torch.stack([self._cache[lbl.prompts] for lbl in keep])
+        texted = [lbl for lbl in keep if lbl.prompts]
+        if texted:
+            self._text = torch.stack([self._cache[lbl.prompts] for lbl in texted])
+        self._text_cols = [i for i, lbl in enumerate(keep) if lbl.prompts]
         self.labels = [lbl.name for lbl in keep]
-        wanted = {lbl.prompts for lbl in keep}
+        wanted = {lbl.prompts for lbl in texted}
         for key in [k for k in self._cache if k not in wanted]:  # bounded by the label set
             del self._cache[key]
         return failed
@@ -203,7 +218,8 @@ class ClapScorer:
             raise ValueError("at least one label is needed")
         failed = self.sync_labels(labels)
         if failed:
-            raise ModelLoadError(f"model '{self.model_id}': {next(iter(failed.values()))}")
+            name, why = next(iter(failed.items()))
+            raise ModelLoadError(f"model '{self.model_id}', label '{name}': {why}")
 
     def label_embeddings(self) -> dict[str, torch.Tensor]:
         """Current label → text embedding."""
@@ -244,9 +260,22 @@ class ClapScorer:
 
     @torch.inference_mode()
     def score(self, windows: np.ndarray) -> np.ndarray:
-        """Softmax scores (batch, n_labels) over the current labels."""
-        if self._text is None:
+        """Scores (batch, n_labels) over the current labels: the zero-shot softmax, with examples and negatives
+        applied where labels have them."""
+        if not self.labels:
             raise RuntimeError("set_labels() first")
-        audio = self.audio_embeddings(windows)
-        logits = audio @ self._text.T * self.logit_scale
-        return logits.softmax(dim=-1).float().numpy()
+        return self.score_embeddings(self.audio_embeddings(windows))
+
+    @torch.inference_mode()
+    def score_embeddings(self, audio: torch.Tensor) -> np.ndarray:
+        """:meth:`score` from unit audio embeddings (batch, dim): what ``evaluate`` uses to keep the embeddings."""
+        text = None
+        if self._text is not None:
+            logits = audio @ self._text.T * self.logit_scale
+            text = logits.softmax(dim=-1).float().numpy()
+        if self.examples.layout is None and text is not None and len(self._text_cols) == len(self.labels):
+            return text  # no examples anywhere: exactly the zero-shot pipeline's scores
+        full = np.zeros((len(audio), len(self.labels)), np.float32)
+        if text is not None:
+            full[:, self._text_cols] = text
+        return self.examples.score(audio.float().numpy(), full)
