@@ -95,8 +95,8 @@ def check_audio_file(path: Path, max_bytes: int, max_seconds: float) -> None:
     if not path.is_file():
         raise TeachError(f"{path}: not a regular file")
     if st.st_size > max_bytes:
-        raise TeachError(f"{path}: {st.st_size / 1e6:.1f} MB, more than examples.max_file_mb "
-                         f"({max_bytes / 1e6:g} MB)")
+        mb = 1024 * 1024
+        raise TeachError(f"{path}: {st.st_size / mb:.1f} MB, more than examples.max_file_mb ({max_bytes / mb:g})")
     try:
         info = sf.info(str(path))
     except Exception as exc:  # noqa: BLE001 - libsndfile raises several types

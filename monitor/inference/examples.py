@@ -81,7 +81,7 @@ def example_samples(path: Path, settings: ExampleSettings) -> np.ndarray:
     """The 48 kHz samples a file contributes: all of it up to a window, else its loudest window."""
     size = path.stat().st_size
     if size > settings.max_file_bytes:
-        raise ExampleFileError(f"{path}: {size / 1e6:.1f} MB, more than examples.max_file_mb")
+        raise ExampleFileError(f"{path}: {size / 1024 / 1024:.1f} MB, more than examples.max_file_mb")
     try:
         seconds = sf.info(str(path)).duration
     except Exception as exc:  # noqa: BLE001 - libsndfile raises several types

@@ -22,11 +22,13 @@ from monitor import __version__
 from monitor.config import Config, slugify
 from monitor.labels import Label, LabelError, LabelRegistry, LabelSet
 from monitor.mqtt.publisher import MqttPublisher
+from monitor.mqtt.teach import Teacher
 from monitor.mqtt.topics import Topics
 
 log = logging.getLogger(__name__)
 
-ACTIONS = ("set_threshold", "enable", "disable", "add_label", "remove_label", "get_config")
+ACTIONS = ("set_threshold", "enable", "disable", "add_label", "remove_label", "get_config", "add_example",
+           "add_negative")
 MAX_PROMPTS = 20
 MAX_NAME = 100
 QUEUE_SIZE = 64  # commands waiting for the dispatcher; past this they are answered "busy"
@@ -46,6 +48,7 @@ def config_summary(cfg: Config, labels: LabelSet) -> dict[str, Any]:
         "labels": [lbl.summary() for lbl in labels.labels],
         "background": list(labels.background),
         "prompt_template": labels.template,
+        "negatives": len(labels.negatives),
     }
 
 
@@ -114,6 +117,7 @@ class CommandDispatcher:
         self.registry = registry
         self.publisher = publisher
         self.topics = topics
+        self.teacher = Teacher(cfg, registry)  # add_example, add_negative (monitor/mqtt/teach.py)
         self._queue: queue.Queue[bytes | None] = queue.Queue(QUEUE_SIZE)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="commands", daemon=True)
@@ -216,6 +220,22 @@ class CommandDispatcher:
         self._applied(version)
         log.info("runtime: removed label %s", label.name)
         self._respond(cmd, True, label=label.name)
+
+    def _cmd_add_example(self, cmd: dict[str, Any]) -> None:
+        _check_keys(cmd, {"label", "clip"})
+        version, answer = self.teacher.add_example(cmd)
+        if version:
+            self._applied(version)  # the inference thread has embedded the clip: the next window uses it
+        log.info("runtime: %s is now an example of %s", answer["clip"], answer["label"])
+        self._respond(cmd, True, **answer)
+
+    def _cmd_add_negative(self, cmd: dict[str, Any]) -> None:
+        _check_keys(cmd, {"label", "clip"})
+        version, answer = self.teacher.add_negative(cmd)
+        if version:
+            self._applied(version)
+        log.info("runtime: %s is now a negative of %s", answer["clip"], answer["label"] or "every label")
+        self._respond(cmd, True, **answer)
 
     # --- answers -----------------------------------------------------------------------------------
     def _respond(self, cmd: dict[str, Any], ok: bool, error: str | None = None, **extra: Any) -> None:

@@ -71,6 +71,8 @@ class MqttSink(Sink):
     def on_event(self, event: Event) -> None:
         """The event JSON, the label's state, and its Home Assistant event entity."""
         self.publisher.publish_event(event)
+        if self.commands is not None:
+            self.commands.teacher.note_event(event)  # "clip": "last" of add_example / add_negative
         if self.discovery is not None:
             self.discovery.on_event(event)
 
