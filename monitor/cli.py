@@ -149,6 +149,14 @@ def cmd_classify(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_enroll(args: argparse.Namespace) -> int:
+    """Copy audio files into a label's taught examples (or negatives) and embed them into the cache."""
+    from monitor.offline.enroll import run
+
+    return run(args.items, negative=args.negative, every_label=args.every_label, config_path=args.config,
+               model=args.model, warm=not args.no_warm)
+
+
 def _parse_folds(text: str) -> list[int]:
     from monitor.offline.evaluate import parse_folds  # imported only when --folds is given
 
@@ -209,6 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=5, help="labels shown per file (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print JSON: every window's label → score map")
     p.set_defaults(func=cmd_classify)
+
+    p = with_config(sub.add_parser("enroll", help="teach a label from audio files (examples or negatives)"))
+    p.add_argument("items", nargs="+", metavar="LABEL FILES", help="a label name or id, then audio files or folders "
+                   "(with --every-label: only files)")
+    p.add_argument("--negative", action="store_true", help="the files are NOT this sound (negatives)")
+    p.add_argument("--every-label", action="store_true", help="with --negative: a negative of every label")
+    p.add_argument("--no-warm", action="store_true", help="do not load the model to embed the files now")
+    p.set_defaults(func=cmd_enroll)
 
     from monitor.config import DEFAULT_MODEL, DEFAULT_PROMPT_TEMPLATE
 
