@@ -175,6 +175,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         limit=args.limit,
         prompt_template=args.prompt_template,
+        shots=args.shots,
+        seed=args.seed,
     )
 
 
@@ -237,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="only the first N clips (a quick check)")
     p.add_argument("--prompt-template", default=DEFAULT_PROMPT_TEMPLATE,
                    help="prompt for each class (default: %(default)r)")
+    p.add_argument("--shots", type=int, metavar="K", help="also few-shot accuracy: K example clips per class, drawn "
+                   "from the other folds (or the other clips), scored as taught labels")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --shots draw (default: %(default)s)")
     p.set_defaults(func=cmd_evaluate)
     return parser
 
