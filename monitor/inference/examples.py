@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile as sf
+import torch
 
 from monitor.config import MODEL_SAMPLE_RATE
 from monitor.core.resample import to_model_rate
@@ -135,7 +136,11 @@ class SupportLayout:
 
     def nearest(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Cosine to the nearest example and to the nearest negative, ``(batch, labels)`` each; -inf for none."""
-        sims = np.concatenate([audio @ self.support.T, np.full((len(audio), 1), -np.inf, np.float32)], axis=1)
+        # The product runs in torch, on the thread pool the audio tower uses: numpy's OpenBLAS would start its own
+        # threads, which spin after the call and took 6-8 % off the next forward on 2 cores (docs/BENCHMARKS.md).
+        with torch.inference_mode():
+            dots = (torch.from_numpy(np.ascontiguousarray(audio, np.float32)) @ torch.from_numpy(self.support).T)
+        sims = np.concatenate([dots.numpy(), np.full((len(audio), 1), -np.inf, np.float32)], axis=1)
         return sims[:, self.pos].max(axis=2), sims[:, self.neg].max(axis=2)
 
 
