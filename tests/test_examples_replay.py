@@ -4,15 +4,19 @@ independent computation (transformers' pipeline objects and numpy), never from t
 
 from __future__ import annotations
 
+import io
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 from support.audio import write_wav
-from support.config import make_config
+from support.config import make_config, write_config
 from support.fewshot import Reference, rule, sound
 from support.runner import RunningMonitor
+
+from monitor.offline import classify
 
 TIMING = {"audio": {"window_seconds": 5.0, "hop_seconds": 1.0},
           "detection": {"min_hits": 1, "end_after_seconds": 3.0, "cooldown_seconds": 0.0}}
@@ -56,10 +60,9 @@ def test_a_label_with_only_examples_fires_on_its_sound_and_not_on_others(tiny_mo
     others = expected(heard["tones"][1]) + expected(heard["noise"][1])
     assert max(others) < min(own), (others, own)  # the synthetic classes are separable by their examples
     threshold = (max(others) + min(own)) / 2
-    cfg = make_config(tiny_model, labels=[
-        {"name": "my sound", "prompts": [], "examples": [str(tmp_path / "taught")], "threshold": threshold},
-        {"name": "dog barking", "enabled": False},  # scored, never fires
-    ], **TIMING)
+    labels = [{"name": "my sound", "prompts": [], "examples": [str(tmp_path / "taught")], "threshold": threshold},
+              {"name": "dog barking", "enabled": False}]  # scored, never fires
+    cfg = make_config(tiny_model, labels=labels, **TIMING)
 
     run = replay(cfg, heard["square_waves"][0])
     assert [w.scores["my sound"] for w in run.windows] == pytest.approx(own, abs=2e-4)
@@ -67,6 +70,13 @@ def test_a_label_with_only_examples_fires_on_its_sound_and_not_on_others(tiny_mo
     for cls in ("tones", "noise"):
         run = replay(cfg, heard[cls][0])
         assert run.windows and not starts(run, "my sound"), cls
+
+    # classify --config scores the label as the monitor does
+    out = io.StringIO()
+    config = write_config(tmp_path / "c.yaml", tiny_model, labels=labels, **TIMING)
+    assert classify.run([str(heard["square_waves"][0])], None, config, True, as_json=True, out=out) == 0
+    rows = json.loads(out.getvalue())["files"][0]["windows"]
+    assert [r["scores"]["my sound"] for r in rows] == pytest.approx(own, abs=2e-4)
 
 
 @pytest.mark.parametrize("where", ["label", "top-level"])
