@@ -67,7 +67,7 @@ def measure_cost(model: str, threads: int, repeat: int, tmp: Path) -> dict[str, 
     # One scorer, so that every variant runs the very same weights: only the example layout is swapped between
     # calls (None = the text-only path). Three models side by side measured 7 % apart on text alone.
     scorer = load_scorer(model, InferenceConfig(threads=threads), taught + text[len(LABELS):],
-                         ExampleSettings(cache_folder=tmp / "cache"))
+                         examples=ExampleSettings(cache_folder=tmp / "cache"))
     layouts = {"examples": scorer.examples.layout}
     scorer.sync_labels(guarded + text[len(LABELS):])
     layouts["examples+negatives"] = scorer.examples.layout

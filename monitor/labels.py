@@ -9,8 +9,8 @@ pull model: no callbacks cross threads):
   reports the version it applied with :meth:`settle` (a label whose prompts cannot be encoded is dropped);
 * the main thread derives the detector's rules and hands :meth:`applied` snapshots to the sinks (discovery,
   the retained config summary, metrics), so they only ever show labels the scorer really scores;
-* the command dispatcher validates a command, changes the registry and waits (:meth:`wait_applied`) for the
-  inference thread to report the new version applied before it answers.
+* the command dispatcher validates a burst of commands on a :class:`LabelDraft`, commits it (one version)
+  and waits (:meth:`wait_applied`) for the inference thread to report it applied before it answers.
 
 Snapshots are immutable, so any thread may read them without a lock.
 """
@@ -29,7 +29,7 @@ MAX_REMEMBERED_ERRORS = 100
 
 
 class LabelError(ValueError):
-    """A change the registry refuses (a name clash, the last label); the message says why."""
+    """A change the registry refuses (a name clash, the last label, too many labels); the message says why."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +142,84 @@ def labels_from_config(cfg: Config) -> LabelSet:
                     negatives=negatives)
 
 
+class LabelDraft:
+    """A label set changed by a burst of commands, invisible to other threads until :meth:`LabelRegistry.commit`
+    (one version for the burst, so the inference thread syncs once). Each change is validated against the ones
+    before it; a refused change raises :class:`LabelError` and changes nothing."""
+
+    def __init__(self, base: LabelSet, max_labels: int) -> None:
+        self.base = base
+        self.max_labels = max_labels
+        self.labels: list[Label] = list(base.labels)
+        self.negatives: tuple[str, ...] = base.negatives  # the top-level negatives (add_negative without a label)
+        self.added: set[str] = set()  # names added by this draft (their old encoding errors are forgotten)
+        self.changed = False
+
+    def snapshot(self) -> LabelSet:
+        """The draft as a label set (the base's version number)."""
+        return replace(self.base, labels=tuple(self.labels), negatives=self.negatives)
+
+    def set_negatives(self, negatives: tuple[str, ...]) -> None:
+        """Replace the top-level negatives."""
+        self.negatives = negatives
+        self.changed = True
+
+    def add(self, label: Label) -> None:
+        """Append ``label``; LabelError on a clash, a background name or past ``max_labels``."""
+        cur = self.snapshot()
+        clash = cur.find(label.name) or cur.find(label.label_id)
+        if clash is None:
+            clash = next((lbl for lbl in cur.labels if lbl.label_id == label.label_id), None)
+        if clash is not None:
+            raise LabelError(f"label '{label.name}' already exists (same id '{label.label_id}' as "
+                             f"label '{clash.name}')")
+        if label.name.casefold() in {b.strip().casefold() for b in cur.background}:
+            raise LabelError(f"'{label.name}' is a background label")
+        if len(self.labels) >= self.max_labels:
+            raise LabelError(f"there are already {len(self.labels)} labels, the most allowed "
+                             f"(inference.max_labels)")
+        self.labels.append(label)
+        self.added.add(label.name)
+        self.changed = True
+
+    def update(self, key: str, **changes: Any) -> Label:
+        """Change fields (``threshold``, ``enabled``) of the label ``key``; the new label."""
+        old = self._find(key)
+        new = replace(old, **changes)
+        self.labels = [new if lbl.name == old.name else lbl for lbl in self.labels]
+        self.changed = True
+        return new
+
+    def remove(self, key: str) -> Label:
+        """Take out the label ``key``; the label removed. The last label cannot go."""
+        old = self._find(key)
+        if len(self.labels) <= 1:
+            raise LabelError(f"cannot remove '{old.name}': it is the last label")
+        self.labels = [lbl for lbl in self.labels if lbl.name != old.name]
+        self.added.discard(old.name)
+        self.changed = True
+        return old
+
+    def drop(self, names: Iterable[str]) -> None:
+        """Take out labels that cannot be scored (their prompts failed to encode), without the last-label rule."""
+        gone = set(names)
+        self.labels = [lbl for lbl in self.labels if lbl.name not in gone]
+        self.added -= gone
+
+    def _find(self, key: str) -> Label:
+        found = self.snapshot().find(key)
+        if found is None:
+            # User input echoed in an error is cut short: a 100 KB label key must not come back in full.
+            names = clip(", ".join(lbl.name for lbl in self.labels), 200)
+            raise LabelError(f"unknown label '{clip(key, 60)}' (labels: {names})")
+        return found
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters (an ellipsis marks the cut)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class LabelRegistry:
     """The current labels, written by the command dispatcher, applied by the inference thread.
 
@@ -150,7 +228,7 @@ class LabelRegistry:
     """
 
     def __init__(self, initial: LabelSet, max_labels: int = 1000) -> None:
-        self._cond = threading.Condition()
+        self._cond = threading.Condition()  # its lock is re-entrant: add/update/remove hold it across commit
         self._current = initial
         self._applied = initial
         self.max_labels = max_labels
@@ -158,8 +236,8 @@ class LabelRegistry:
 
     @classmethod
     def from_config(cls, cfg: Config) -> LabelRegistry:
-        """A registry holding ``cfg``'s labels."""
-        return cls(labels_from_config(cfg))
+        """A registry holding ``cfg``'s labels, bounded by ``inference.max_labels``."""
+        return cls(labels_from_config(cfg), max_labels=cfg.inference.max_labels)
 
     # --- snapshots (any thread) --------------------------------------------------------------------
     def current(self) -> LabelSet:
@@ -173,50 +251,52 @@ class LabelRegistry:
             return self._applied
 
     # --- changes (the command dispatcher) ----------------------------------------------------------
+    def draft(self) -> LabelDraft:
+        """A draft of the current labels to change a burst of commands in; see :meth:`commit`."""
+        with self._cond:
+            return LabelDraft(self._current, self.max_labels)
+
+    def commit(self, draft: LabelDraft) -> int:
+        """Make ``draft`` the wanted label set; the new version. Labels the inference thread took out since the
+        draft was made (their prompts failed to encode) stay out."""
+        with self._cond:
+            labels = draft.labels
+            if self._current.version != draft.base.version:
+                gone = set(draft.base.names()) - set(self._current.names())
+                labels = [lbl for lbl in labels if lbl.name not in gone or lbl.name in draft.added]
+            for name in draft.added:
+                self._errors.pop(name, None)
+            self._current = replace(self._current, negatives=draft.negatives)  # only drafts change them
+            return self._set(tuple(labels))
+
     def add(self, label: Label) -> int:
         """Append ``label``; the new version. Raises LabelError on a clash or past ``max_labels``."""
         with self._cond:
-            cur = self._current
-            clash = cur.find(label.name) or cur.find(label.label_id)
-            if clash is None:
-                clash = next((lbl for lbl in cur.labels if lbl.label_id == label.label_id), None)
-            if clash is not None:
-                raise LabelError(f"label '{label.name}' already exists (same id '{label.label_id}' as "
-                                 f"label '{clash.name}')")
-            if label.name.casefold() in {b.strip().casefold() for b in cur.background}:
-                raise LabelError(f"'{label.name}' is a background label")
-            if len(cur.labels) >= self.max_labels:
-                raise LabelError(f"there are already {len(cur.labels)} labels (the most allowed)")
-            self._errors.pop(label.name, None)
-            return self._set((*cur.labels, label))
+            draft = self.draft()
+            draft.add(label)
+            return self.commit(draft)
 
     def update(self, name: str, **changes: Any) -> tuple[Label, int]:
-        """Change fields (``threshold``, ``enabled``) of the label called ``name``; the new label and version."""
+        """Change fields (``threshold``, ``enabled``, ``examples``, ``negatives``) of the label called ``name``;
+        the new label and version."""
         with self._cond:
-            old = self._find_current(name)
-            new = replace(old, **changes)
-            return new, self._set(tuple(new if lbl.name == old.name else lbl for lbl in self._current.labels))
+            draft = self.draft()
+            new = draft.update(name, **changes)
+            return new, self.commit(draft)
 
     def remove(self, name: str) -> tuple[Label, int]:
         """Remove the label called ``name``; the removed label and the new version."""
         with self._cond:
-            old = self._find_current(name)
-            if len(self._current.labels) <= 1:
-                raise LabelError(f"cannot remove '{old.name}': it is the last label")
-            return old, self._set(tuple(lbl for lbl in self._current.labels if lbl.name != old.name))
-
-    def _find_current(self, key: str) -> Label:
-        found = self._current.find(key)
-        if found is None:
-            raise LabelError(f"unknown label '{key}' (labels: {', '.join(self._current.names())})")
-        return found
+            draft = self.draft()
+            old = draft.remove(name)
+            return old, self.commit(draft)
 
     def set_negatives(self, negatives: tuple[str, ...]) -> int:
         """Replace the top-level negatives; the new version."""
         with self._cond:
-            self._current = replace(self._current, version=self._current.version + 1, negatives=negatives)
-            self._cond.notify_all()
-            return self._current.version
+            draft = self.draft()
+            draft.set_negatives(negatives)
+            return self.commit(draft)
 
     def _set(self, labels: tuple[Label, ...]) -> int:
         self._current = replace(self._current, version=self._current.version + 1, labels=labels)

@@ -63,7 +63,7 @@ def test_enroll_copies_and_warms_the_cache(config: Path, tmp_path: Path) -> None
     cfg = load_config(config)
     labels = labels_from_config(cfg)
     assert [len(lbl.examples) for lbl in labels.labels] == [2, 0] and len(labels.negatives) == 1
-    scorer = load_scorer(cfg.model, cfg.inference, labels.scored(), ExampleSettings.from_config(cfg))
+    scorer = load_scorer(cfg.model, cfg.inference, labels.scored(), examples=ExampleSettings.from_config(cfg))
     # 4 files (the TV clip is taught twice: for dog barking and for every label), 3 contents, none embedded
     assert scorer.examples.embedded == 0 and scorer.examples.cache.hits == 4
     assert scorer.examples.layout is not None and len(scorer.examples.layout.support) == 4

@@ -44,7 +44,7 @@ def read16(path: Path) -> np.ndarray:
 
 def scorer_for(cfg, cache: Path | None):
     settings = ExampleSettings.from_config(cfg) if cache is not None else ExampleSettings()
-    return load_scorer(cfg.model, InferenceConfig(threads=2), labels_from_config(cfg).scored(), settings)
+    return load_scorer(cfg.model, InferenceConfig(threads=2), labels_from_config(cfg).scored(), examples=settings)
 
 
 def test_scores_follow_the_documented_rule(tiny_model: Path, tmp_path: Path, ref: Reference) -> None:

@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Annotated
 
 from annotated_types import Ge, Gt, Le
-from pydantic import BaseModel, ConfigDict
+
+from monitor.config.base import Strict
 
 
-class ExamplesConfig(BaseModel):
+class ExamplesConfig(Strict):
     """Audio examples and negatives: where taught clips are kept, the embedding cache, the bounds."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     folder: Path | None = None
     """Taught clips (``enroll``, ``add_example``, ``add_negative``): ``<folder>/<label_id>/`` holds a label's examples,

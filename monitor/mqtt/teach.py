@@ -5,8 +5,9 @@ everything else on the command dispatcher's thread. A command names a clip by th
 its ``clip`` field, or ``"last"`` for the label's latest event clip (what the Home Assistant buttons send). The
 name must be a plain file name in ``clips.folder`` (:func:`monitor.teaching.clip_path`); the clip is checked
 (bounded size and length, decodable), copied into the taught folder, so it outlives the clips folder's rotation,
-and added to the label (or to the top-level negatives) in the registry. The inference thread then embeds that one
-file (one audio forward, cached) and the dispatcher answers once it is applied: the next window is scored with it.
+and added to the label (or to the top-level negatives) in the burst's :class:`~monitor.labels.LabelDraft`. Once the
+dispatcher commits the burst, the inference thread embeds that one file (one audio forward, cached), and the answer
+comes once that is applied: the next window is scored with it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.config import Config
-from monitor.labels import Label, LabelRegistry
+from monitor.labels import Label, LabelDraft, clip
 from monitor.records import Event
 from monitor.teaching import (
     TeachError,
@@ -33,11 +34,10 @@ LAST = "last"
 
 
 class Teacher:
-    """Validates and applies ``add_example`` / ``add_negative``; each method returns (registry version or 0 when
-    nothing changed, answer fields)."""
+    """Validates ``add_example`` / ``add_negative`` and applies them to a draft; each method returns (whether the
+    draft changed, answer fields) or raises :class:`~monitor.teaching.TeachError` (a ``LabelError``)."""
 
-    def __init__(self, cfg: Config, registry: LabelRegistry) -> None:
-        self.registry = registry
+    def __init__(self, cfg: Config) -> None:
         self.clips = Path(cfg.clips.folder) if cfg.clips.enabled else None
         self.post_roll = cfg.clips.post_roll_seconds
         self.root = taught_folder(cfg)
@@ -55,9 +55,9 @@ class Teacher:
                 self._last[event.label_id] = name
 
     # --- commands (dispatcher thread) --------------------------------------------------------------
-    def add_example(self, cmd: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    def add_example(self, cmd: dict[str, Any], draft: LabelDraft) -> tuple[bool, dict[str, Any]]:
         """``{label, clip}``: the clip becomes an example of the label."""
-        label = self._label(cmd.get("label"), required=True)
+        label = self._label(cmd.get("label"), draft, required=True)
         assert label is not None
         if len(label.examples) >= self.max_files:
             raise TeachError(f"'{label.name}' already has {len(label.examples)} examples, the most allowed "
@@ -65,44 +65,42 @@ class Teacher:
         name, src = self._clip(cmd.get("clip"), label)
         dest, added = copy_in(src, examples_dir(self.root, label.label_id))
         path = str(dest.resolve())
-        version = 0
-        if path not in label.examples:
-            label, version = self.registry.update(label.name, examples=(*label.examples, path))
-        return version, self._answer(label, name, dest, added or version > 0)
+        changed = path not in label.examples
+        if changed:
+            label = draft.update(label.name, examples=(*label.examples, path))
+        return changed, self._answer(label, name, dest, added or changed)
 
-    def add_negative(self, cmd: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    def add_negative(self, cmd: dict[str, Any], draft: LabelDraft) -> tuple[bool, dict[str, Any]]:
         """``{clip, label?}``: the clip becomes a negative of the label, or of every label without one."""
-        label = self._label(cmd.get("label"), required=False)
-        current = label.negatives if label is not None else self.registry.current().negatives
+        label = self._label(cmd.get("label"), draft, required=False)
+        current = label.negatives if label is not None else draft.negatives
         if len(current) >= self.max_files:
             whose = f"'{label.name}' already has" if label is not None else "there are already"
             raise TeachError(f"{whose} {len(current)} negatives, the most allowed (examples.max_files)")
         name, src = self._clip(cmd.get("clip"), label)
         dest, added = copy_in(src, negatives_dir(self.root, label.label_id if label is not None else None))
         path = str(dest.resolve())
-        version = 0
-        if path not in current:
-            if label is not None:
-                label, version = self.registry.update(label.name, negatives=(*current, path))
-            else:
-                version = self.registry.set_negatives((*current, path))
+        changed = path not in current
+        if changed and label is not None:
+            label = draft.update(label.name, negatives=(*current, path))
+        elif changed:
+            draft.set_negatives((*current, path))
         if label is not None:
-            return version, self._answer(label, name, dest, added or version > 0)
-        return version, {"label": None, "clip": name, "file": str(dest), "added": added or version > 0,
-                         "negatives": len(current) + (version > 0)}
+            return changed, self._answer(label, name, dest, added or changed)
+        return changed, {"label": None, "clip": name, "file": str(dest), "added": added or changed,
+                         "negatives": len(draft.negatives)}
 
     # --- validation --------------------------------------------------------------------------------
-    def _label(self, key: object, required: bool) -> Label | None:
+    def _label(self, key: object, draft: LabelDraft, required: bool) -> Label | None:
         if key is None and not required:
             return None
         if not isinstance(key, str) or not key.strip():
             raise TeachError("'label' (a label name or id) is required" if required
                              else "'label' must be a label name or id (or left out: a negative for every label)")
-        labels = self.registry.current()
+        labels = draft.snapshot()
         found = labels.find(key)
         if found is None:
-            shown = key if len(key) <= 60 else key[:59] + "…"
-            raise TeachError(f"unknown label '{shown}' (labels: {', '.join(labels.names())})"[:300])
+            raise TeachError(f"unknown label '{clip(key, 60)}' (labels: {clip(', '.join(labels.names()), 200)})")
         return found
 
     def _clip(self, name: object, label: Label | None) -> tuple[str, Path]:
@@ -124,6 +122,6 @@ class Teacher:
         check_audio_file(path, self.max_bytes, self.max_seconds)
         return str(name), path
 
-    def _answer(self, label: Label, clip: str, dest: Path, added: bool) -> dict[str, Any]:
-        return {"label": label.name, "clip": clip, "file": str(dest), "added": added,
+    def _answer(self, label: Label, clip_name: str, dest: Path, added: bool) -> dict[str, Any]:
+        return {"label": label.name, "clip": clip_name, "file": str(dest), "added": added,
                 "examples": len(label.examples), "negatives": len(label.negatives)}

@@ -87,7 +87,7 @@ def _warm(cfg: Config, out: TextIO) -> int:
 
     settings = ExampleSettings.from_config(cfg)
     try:
-        scorer = load_scorer(cfg.model, cfg.inference, labels_from_config(cfg).scored(), settings)
+        scorer = load_scorer(cfg.model, cfg.inference, labels_from_config(cfg).scored(), examples=settings)
     except ModelLoadError as exc:
         log.error("%s (the files were added; their embeddings will be computed at the next start)", exc)
         return 1

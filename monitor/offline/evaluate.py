@@ -4,7 +4,8 @@ The dataset is opened by :mod:`monitor.offline.datasets` (ESC-50 release, Huggin
 one folder per class). Class names become the labels (underscores turned into spaces) and every label gets one
 prompt, ``prompt_template.format(label)``, as in ``pipeline("zero-shot-audio-classification")``. The scorer is
 loaded by :func:`monitor.inference.loading.load_scorer`, like the live monitor's; clips are resampled to 48 kHz
-with :func:`monitor.core.resample.to_model_rate` and clips of equal length are scored together by
+through the live monitor's :class:`monitor.core.sanitize.AudioGuard` (a clip whose scored part holds NaN, inf or
+samples beyond ±1000 full scale is skipped, with the reason) and clips of equal length are scored together by
 :func:`monitor.offline.scoring.score_batches`, so the top-1 accuracy equals what the pipeline gives clip by clip.
 
 Results go to a folder (:mod:`monitor.offline.report`): ``results.json`` (accuracies, per-class accuracy, model,
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import numpy as np
 
 from monitor.config import DEFAULT_MODEL, DEFAULT_PROMPT_TEMPLATE, MODEL_SAMPLE_RATE, InferenceConfig
-from monitor.core.resample import to_model_rate
+from monitor.core.sanitize import AudioGuard
 from monitor.offline.datasets import EXTRA_HINT, Clip, EvalDataset, EvaluationError, open_dataset
 from monitor.offline.datasets import parse_folds as parse_folds  # monitor/cli.py imports it from here
 from monitor.offline.report import summary_table, write_results
@@ -166,6 +167,9 @@ def evaluate(
         if embeddings is None:
             embeddings = np.zeros((n, vectors.shape[1]), dtype=np.float32)
         for (i, _), row, vec in zip(items, rows, vectors, strict=True):
+            if not np.isfinite(row).all():  # a broken checkpoint: skipped, never written as NaN
+                skipped.append({"file": dataset.clips[i].name, "reason": "the model gave non-finite scores"})
+                continue
             scores[i] = row
             embeddings[i] = vec
             scored[i] = True
@@ -180,10 +184,15 @@ def evaluate(
                 skipped.append({"file": clip.name, "reason": str(exc)})
                 bar.update(1)
                 continue
-            x = to_model_rate(samples, rate)
+            guard = AudioGuard(rate, name=clip.name)  # NaN/inf/absurd samples: as live and classify
+            x = guard.process(samples, last=True)
             if len(x) > max_samples:
                 x = x[:max_samples]  # deterministic, unlike the feature extractor's rand_trunc
                 truncated += 1
+            if not guard.clean(0, len(x)):
+                skipped.append({"file": clip.name, "reason": f"{clip.name}: invalid samples ({guard.describe()})"})
+                bar.update(1)
+                continue
             group = pending.setdefault(len(x), [])
             group.append((i, x))
             if len(group) >= batch_size:

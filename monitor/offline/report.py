@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,6 +11,7 @@ import numpy as np
 
 from monitor.config import MODEL_SAMPLE_RATE
 from monitor.offline.datasets import EvaluationError
+from monitor.strictjson import dumps
 
 if TYPE_CHECKING:  # evaluate.py imports this module; the result type is only needed for hints
     from monitor.offline.evaluate import EvalResult
@@ -140,7 +140,8 @@ def write_results(result: EvalResult, out_dir: str | Path) -> dict[str, Path]:
         raise EvaluationError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
     paths = {"results": out / "results.json", "predictions": out / "predictions.csv",
              "confusion_matrix": out / "confusion_matrix.png"}
-    paths["results"].write_text(json.dumps(results_dict(result), indent=2) + "\n", encoding="utf-8")
+    text = dumps(results_dict(result), separators=None, indent=2, what="results.json")
+    paths["results"].write_text(text + "\n", encoding="utf-8")
     write_predictions(result, paths["predictions"])
     plot_confusion(result, paths["confusion_matrix"])
     return paths
