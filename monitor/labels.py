@@ -118,27 +118,15 @@ class LabelSet:
 def labels_from_config(cfg: Config) -> LabelSet:
     """The labels of ``cfg`` with their effective thresholds, prompts, example and negative files, as version 1.
 
-    Example paths are resolved here (folders listed, taught folders added: :mod:`monitor.teaching`); a missing
-    path, too many files or a label left with neither prompts nor examples raises ``ConfigError``.
+    Example paths are resolved by :func:`monitor.teaching.config_files` (folders listed, taught folders added);
+    a missing path, too many files or a label left with neither prompts nor examples raises ``ConfigError``.
     """
-    from monitor.config import ConfigError
-    from monitor.teaching import TeachError, examples_dir, negatives_dir, resolve_files, taught_folder
+    from monitor.teaching import config_files
 
-    root, limit = taught_folder(cfg), cfg.examples.max_files
-    labels = []
-    try:
-        for i, lbl in enumerate(cfg.labels):
-            examples = resolve_files(lbl.examples, f"labels[{i}].examples", limit, examples_dir(root, lbl.slug))
-            negatives = resolve_files(lbl.negatives, f"labels[{i}].negatives", limit, negatives_dir(root, lbl.slug))
-            prompts = tuple(lbl.prompts if lbl.prompts is not None else [lbl.name])
-            if not prompts and not examples:
-                raise TeachError(f"labels[{i}]: '{lbl.name}' has no prompts and no examples")
-            labels.append(Label(lbl.name, lbl.slug, prompts, cfg.label_threshold(lbl), lbl.enabled, examples,
-                                negatives))
-        negatives = resolve_files(cfg.negatives, "negatives", limit, negatives_dir(root, None))
-    except TeachError as exc:
-        raise ConfigError("config", [str(exc)]) from None
-    return LabelSet(version=1, labels=tuple(labels), background=tuple(cfg.background), template=cfg.prompt_template,
+    files, negatives = config_files(cfg)
+    labels = tuple(Label(lbl.name, lbl.slug, tuple(lbl.prompts if lbl.prompts is not None else [lbl.name]),
+                         cfg.label_threshold(lbl), lbl.enabled, *files[i]) for i, lbl in enumerate(cfg.labels))
+    return LabelSet(version=1, labels=labels, background=tuple(cfg.background), template=cfg.prompt_template,
                     negatives=negatives)
 
 

@@ -86,6 +86,26 @@ def resolve_files(paths: Sequence[Path | str], key: str, max_files: int, taught:
     return tuple(out)
 
 
+def config_files(cfg: Config) -> tuple[list[tuple[tuple[str, ...], tuple[str, ...]]], tuple[str, ...]]:
+    """Per configured label its (examples, negatives) files, and the top-level negatives: what the config names
+    plus the taught folders. Raises ``ConfigError`` (one line naming the key) for a missing path, too many files,
+    or a label with neither prompts nor examples."""
+    from monitor.config import ConfigError
+
+    root, limit = taught_folder(cfg), cfg.examples.max_files
+    out = []
+    try:
+        for i, lbl in enumerate(cfg.labels):
+            examples = resolve_files(lbl.examples, f"labels[{i}].examples", limit, examples_dir(root, lbl.slug))
+            negatives = resolve_files(lbl.negatives, f"labels[{i}].negatives", limit, negatives_dir(root, lbl.slug))
+            if lbl.prompts == [] and not examples:
+                raise TeachError(f"labels[{i}]: '{lbl.name}' has no prompts and no examples")
+            out.append((examples, negatives))
+        return out, resolve_files(cfg.negatives, "negatives", limit, negatives_dir(root, None))
+    except TeachError as exc:
+        raise ConfigError("config", [str(exc)]) from None
+
+
 def check_audio_file(path: Path, max_bytes: int, max_seconds: float) -> None:
     """Raise :class:`TeachError` unless ``path`` is a regular audio file within the bounds that decodes."""
     try:

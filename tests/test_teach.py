@@ -178,3 +178,18 @@ def test_buttons_are_announced_per_label_and_withdrawn_with_it(setup, broker: Br
         for key in ("false_alarm", "that_was_right"):
             mq.wait_for(f"homeassistant/button/{NODE_ID}/glass_breaking_{key}/config", lambda m: m.payload == b"",
                         since=since)
+
+
+def test_labels_added_beside_an_examples_only_label(tiny_model: Path, tmp_path: Path, broker: Broker) -> None:
+    # The dispatcher encodes a burst's new prompts itself; a label without prompts has none to encode.
+    wav = write_wav(tmp_path / "tone.wav", tone(60, 48000, 440, 0.3), 48000)
+    example = write_wav(tmp_path / "ex" / "beep.wav", tone(2, 48000, 880, 0.3), 48000)
+    cfg = make_config(tiny_model, broker, labels=[{"name": "beep", "prompts": [], "examples": [str(example)]}],
+                      **TIMING)
+    with MqttCollector(broker.host, broker.port, [f"{PREFIX}/#"]) as mq, RunningMonitor(cfg, wav) as run:
+        mq.wait_connected()
+        run.wait_started()
+        answer = Commander(mq).send({"action": "add_label", "name": "door knock"})
+        assert answer["ok"] is True, answer
+        assert run.monitor.scorer.labels == ["beep", "door knock", "silence", "speech"]
+        wait_for(lambda: "door knock" in run.windows[-1].scores, message="the new label is not scored")
