@@ -34,10 +34,14 @@ class LabelError(ValueError):
 
 @dataclass(frozen=True)
 class LabelPrompts:
-    """A label and the prompt texts that describe it, already formatted with the template (what a scorer needs)."""
+    """A label and the prompt texts that describe it, already formatted with the template (what a scorer needs),
+    with its example and negative audio files (the negatives include the top-level ones). No prompts: the label
+    is scored from its examples alone."""
 
     name: str
     prompts: tuple[str, ...]
+    examples: tuple[str, ...] = ()
+    negatives: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -49,15 +53,19 @@ class Label:
     prompts: tuple[str, ...]
     threshold: float
     enabled: bool = True
+    examples: tuple[str, ...] = ()  # resolved audio file paths (monitor/teaching.py)
+    negatives: tuple[str, ...] = ()
 
     def summary(self) -> dict[str, Any]:
-        """This label in the ``<prefix>/config`` summary."""
+        """This label in the ``<prefix>/config`` summary (examples and negatives as counts)."""
         return {
             "name": self.name,
             "label_id": self.label_id,
             "threshold": self.threshold,
             "enabled": self.enabled,
             "prompts": list(self.prompts),
+            "examples": len(self.examples),
+            "negatives": len(self.negatives),
         }
 
 
@@ -69,6 +77,7 @@ class LabelSet:
     labels: tuple[Label, ...]
     background: tuple[str, ...] = ()
     template: str = "{}"
+    negatives: tuple[str, ...] = ()  # top-level negatives: sounds that must never fire any label
     _by_key: dict[str, Label] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -92,8 +101,11 @@ class LabelSet:
         return {lbl.name: lbl.threshold for lbl in self.labels if lbl.enabled}
 
     def scored(self) -> list[LabelPrompts]:
-        """What the model scores: every label with its formatted prompts, then the background labels."""
-        out = [LabelPrompts(lbl.name, tuple(self.template.format(p) for p in lbl.prompts)) for lbl in self.labels]
+        """What the model scores: every label with its formatted prompts, examples and negatives (its own, then the
+        top-level ones), then the background labels."""
+        out = [LabelPrompts(lbl.name, tuple(self.template.format(p) for p in lbl.prompts), lbl.examples,
+                            tuple(dict.fromkeys((*lbl.negatives, *self.negatives))))
+               for lbl in self.labels]
         out += [LabelPrompts(b, (self.template.format(b),)) for b in self.background]
         return out
 
@@ -104,16 +116,18 @@ class LabelSet:
 
 
 def labels_from_config(cfg: Config) -> LabelSet:
-    """The labels of ``cfg`` with their effective thresholds and prompts, as version 1."""
-    return LabelSet(
-        version=1,
-        labels=tuple(
-            Label(lbl.name, lbl.slug, tuple(lbl.prompts or [lbl.name]), cfg.label_threshold(lbl), lbl.enabled)
-            for lbl in cfg.labels
-        ),
-        background=tuple(cfg.background),
-        template=cfg.prompt_template,
-    )
+    """The labels of ``cfg`` with their effective thresholds, prompts, example and negative files, as version 1.
+
+    Example paths are resolved by :func:`monitor.teaching.config_files` (folders listed, taught folders added);
+    a missing path, too many files or a label left with neither prompts nor examples raises ``ConfigError``.
+    """
+    from monitor.teaching import config_files
+
+    files, negatives = config_files(cfg)
+    labels = tuple(Label(lbl.name, lbl.slug, tuple(lbl.prompts if lbl.prompts is not None else [lbl.name]),
+                         cfg.label_threshold(lbl), lbl.enabled, *files[i]) for i, lbl in enumerate(cfg.labels))
+    return LabelSet(version=1, labels=labels, background=tuple(cfg.background), template=cfg.prompt_template,
+                    negatives=negatives)
 
 
 class LabelDraft:
@@ -125,12 +139,18 @@ class LabelDraft:
         self.base = base
         self.max_labels = max_labels
         self.labels: list[Label] = list(base.labels)
+        self.negatives: tuple[str, ...] = base.negatives  # the top-level negatives (add_negative without a label)
         self.added: set[str] = set()  # names added by this draft (their old encoding errors are forgotten)
         self.changed = False
 
     def snapshot(self) -> LabelSet:
         """The draft as a label set (the base's version number)."""
-        return replace(self.base, labels=tuple(self.labels))
+        return replace(self.base, labels=tuple(self.labels), negatives=self.negatives)
+
+    def set_negatives(self, negatives: tuple[str, ...]) -> None:
+        """Replace the top-level negatives."""
+        self.negatives = negatives
+        self.changed = True
 
     def add(self, label: Label) -> None:
         """Append ``label``; LabelError on a clash, a background name or past ``max_labels``."""
@@ -234,6 +254,7 @@ class LabelRegistry:
                 labels = [lbl for lbl in labels if lbl.name not in gone or lbl.name in draft.added]
             for name in draft.added:
                 self._errors.pop(name, None)
+            self._current = replace(self._current, negatives=draft.negatives)  # only drafts change them
             return self._set(tuple(labels))
 
     def add(self, label: Label) -> int:
@@ -244,7 +265,8 @@ class LabelRegistry:
             return self.commit(draft)
 
     def update(self, name: str, **changes: Any) -> tuple[Label, int]:
-        """Change fields (``threshold``, ``enabled``) of the label called ``name``; the new label and version."""
+        """Change fields (``threshold``, ``enabled``, ``examples``, ``negatives``) of the label called ``name``;
+        the new label and version."""
         with self._cond:
             draft = self.draft()
             new = draft.update(name, **changes)
@@ -256,6 +278,13 @@ class LabelRegistry:
             draft = self.draft()
             old = draft.remove(name)
             return old, self.commit(draft)
+
+    def set_negatives(self, negatives: tuple[str, ...]) -> int:
+        """Replace the top-level negatives; the new version."""
+        with self._cond:
+            draft = self.draft()
+            draft.set_negatives(negatives)
+            return self.commit(draft)
 
     def _set(self, labels: tuple[Label, ...]) -> int:
         self._current = replace(self._current, version=self._current.version + 1, labels=labels)

@@ -1,5 +1,7 @@
 """Home Assistant MQTT discovery: one device per node, a sound ``binary_sensor`` and an ``event`` per label,
-a ``sensor`` for the level, and (listening to a microphone) a problem ``binary_sensor`` for the audio input.
+a ``sensor`` for the level, (listening to a microphone) a problem ``binary_sensor`` for the audio input, and (with
+clips and commands on) per label two teaching ``button``s that send ``add_negative`` / ``add_example`` for its
+latest event clip.
 
 Topics are ``<discovery_prefix>/<component>/<node_id>/<object_id>/config`` (retained). ``node_id`` is the
 node name's slug and ``object_id`` the label id, so ``unique_id``s stay the same across restarts. Discovery is
@@ -42,6 +44,9 @@ from monitor.records import Event
 log = logging.getLogger(__name__)
 
 LABEL_COMPONENTS = ("binary_sensor", "event")
+# Teaching buttons per label (with clips and commands on): the label's latest event clip becomes a negative / example.
+TEACH_BUTTONS = (("false_alarm", "false alarm", "add_negative", "mdi:thumb-down-outline"),
+                 ("that_was_right", "that was right", "add_example", "mdi:thumb-up-outline"))
 LEVEL_OBJECT_ID = "level"
 INPUT_OBJECT_ID = "audio-input"  # a "-" never appears in a label id, so no label's binary_sensor can take it
 
@@ -57,6 +62,7 @@ class Discovery:
         self.publisher = publisher
         self.topics = topics
         self.publish_level = cfg.mqtt.publish_level
+        self.teach_buttons = cfg.mqtt.commands and cfg.clips.enabled
         self.input_entity = input_entity  # a live input (run), whose state is published; a file has none
         self.qos = cfg.mqtt.qos
         self._lock = threading.Lock()
@@ -109,6 +115,21 @@ class Discovery:
                 "event_types": ["start", "end"],
                 **self._common(),
             },
+            **(self.button_configs(label) if self.teach_buttons else {}),
+        }
+
+    def button_configs(self, label: Label) -> dict[str, dict[str, Any]]:
+        """The label's teaching buttons: each press sends a command that teaches its latest event clip."""
+        return {
+            self.topics.discovery("button", f"{label.label_id}_{key}"): {
+                "name": f"{label.name} {name}",
+                "unique_id": f"sound_monitor_{self.topics.node_id}_{label.label_id}_{key}",
+                "command_topic": self.topics.command,
+                "payload_press": json.dumps({"action": action, "label": label.label_id, "clip": "last"}),
+                "icon": icon,
+                **self._common(),
+            }
+            for key, name, action, icon in TEACH_BUTTONS
         }
 
     def level_config(self) -> dict[str, dict[str, Any]]:
@@ -187,10 +208,11 @@ class Discovery:
             if label.label_id not in before:
                 for topic, payload in self.label_configs(label).items():
                     self.publisher.publish(topic, payload, retain=True)
-        for label_id in before - after:
-            for component in LABEL_COMPONENTS:
-                self.publisher.publish(self.topics.discovery(component, label_id), b"", retain=True)
-            self.publisher.publish(self.topics.state(label_id), b"", retain=True)
+        for label in old.labels:
+            if label.label_id not in after:
+                for topic in self.label_configs(label):
+                    self.publisher.publish(topic, b"", retain=True)
+                self.publisher.publish(self.topics.state(label.label_id), b"", retain=True)
 
     def on_event(self, event: Event) -> None:
         """``{"event_type": "start"|"end", ...}`` on the label's event topic (for its event entity)."""
