@@ -5,14 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from monitor import __version__
+from monitor import __version__, lifecycle
 from monitor.config import Config, ConfigError, load_config
 
 log = logging.getLogger("sound-monitor")
@@ -33,38 +31,34 @@ def _default_config() -> str:
 
 def load(args: argparse.Namespace) -> Config:
     """The config file with command-line overrides applied (raises ConfigError)."""
-    cfg = load_config(args.config)
-    updates: dict[str, Any] = {}
+    overrides: dict[str, Any] = {}
     if getattr(args, "model", None):
-        updates["model"] = args.model
+        overrides["model"] = args.model
     if getattr(args, "device", None) is not None:
         dev = args.device
-        cfg.audio.device = int(dev) if dev.isdigit() else dev
-    return cfg.model_copy(update=updates) if updates else cfg
-
-
-def _install_signal_handlers(stop: threading.Event) -> None:
-    def handler(signum: int, frame: Any) -> None:
-        log.info("received %s", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+        overrides["audio"] = {"device": int(dev) if dev.isdigit() else dev}
+    # check_files: the same checks as check-config (files, folders, environment), before the model loads.
+    return load_config(args.config, check_files=True, overrides=overrides)
 
 
 def _run_monitor(cfg: Config, source_factory: Callable[[], Any], live: bool, scores: bool,
                  plot: str | None = None) -> int:
-    from monitor.inference.scorer import ModelLoadError
     from monitor.wiring import build_monitor
 
-    stop = threading.Event()
-    _install_signal_handlers(stop)
     monitor = build_monitor(cfg, source_factory, live=live, scores=scores, plot=plot)
+    # From here a signal asks the run to stop (it publishes offline) instead of exiting at once.
+    stop = lifecycle.running()
     try:
-        return monitor.run(stop)
-    except ModelLoadError as exc:
+        code = monitor.run(stop)
+    except Exception as exc:
+        from monitor.inference.scorer import ModelLoadError  # not before: torch loads on the loader thread
+
+        if not isinstance(exc, ModelLoadError):
+            raise
         log.error("%s", exc)
-        return 1
+        code = 1
+    # A model load or label encoding abandoned at a signal is still inside torch: exit without it.
+    return lifecycle.finish(code)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -125,7 +119,10 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate a config file without loading the model."""
-    cfg = load_config(args.file)
+    from monitor.labels import labels_from_config
+
+    cfg = load_config(args.file, check_files=True)
+    labels_from_config(cfg)  # example and negative paths exist and are within bounds (a ConfigError if not)
     labels = ", ".join(f"{lbl.name} ({cfg.label_threshold(lbl):g})" for lbl in cfg.labels)
     print(f"{args.file}: OK — {len(cfg.labels)} label(s): {labels}")
     return 0
@@ -146,6 +143,14 @@ def cmd_classify(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_enroll(args: argparse.Namespace) -> int:
+    """Copy audio files into a label's taught examples (or negatives) and embed them into the cache."""
+    from monitor.offline.enroll import run
+
+    return run(args.items, negative=args.negative, every_label=args.every_label, config_path=args.config,
+               model=args.model, warm=not args.no_warm)
+
+
 def _parse_folds(text: str) -> list[int]:
     from monitor.offline.evaluate import parse_folds  # imported only when --folds is given
 
@@ -164,7 +169,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         limit=args.limit,
         prompt_template=args.prompt_template,
+        shots=args.shots,
+        seed=args.seed,
     )
+
+
+def _bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high`` (one clear error otherwise)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high} (got {value})")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -188,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="audio file (wav, flac, ogg, mp3; any rate and channel count)")
     p.add_argument("--realtime", action="store_true", help="pace the file in real time")
     p.add_argument("--scores", action="store_true", help="print one JSON line of scores per window")
-    p.add_argument("--block-size", type=int, default=None, help="samples per block read from the file")
+    p.add_argument("--block-size", type=_bounded_int(1, 1 << 20), default=None,
+                   help="samples per block read from the file")
     p.add_argument("--plot", metavar="PNG", help="draw a timeline of scores, thresholds, events and level")
     p.add_argument("--device", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_replay)
@@ -203,9 +226,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_config(sub.add_parser("classify", help="score audio files against labels (table or JSON)"))
     p.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders (searched recursively)")
     p.add_argument("--labels", nargs="+", metavar="LABEL", help="labels to score (default: the config's labels)")
-    p.add_argument("--top-k", type=int, default=5, help="labels shown per file (default: %(default)s)")
+    p.add_argument("--top-k", type=_bounded_int(1, 1000), default=5,
+                   help="labels shown per file (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print JSON: every window's label → score map")
     p.set_defaults(func=cmd_classify)
+
+    p = with_config(sub.add_parser("enroll", help="teach a label from audio files (examples or negatives)"))
+    p.add_argument("items", nargs="+", metavar="LABEL FILES", help="a label name or id, then audio files or folders "
+                   "(with --every-label: only files)")
+    p.add_argument("--negative", action="store_true", help="the files are NOT this sound (negatives)")
+    p.add_argument("--every-label", action="store_true", help="with --negative: a negative of every label")
+    p.add_argument("--no-warm", action="store_true", help="do not load the model to embed the files now")
+    p.set_defaults(func=cmd_enroll)
 
     from monitor.config import DEFAULT_MODEL, DEFAULT_PROMPT_TEMPLATE
 
@@ -214,22 +246,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=DEFAULT_MODEL, help="hub id or folder (default: %(default)s)")
     p.add_argument("--out", default="eval-out", help="results folder (default: %(default)s)")
     p.add_argument("--folds", type=_parse_folds, help="only these folds, e.g. 1,2 (default: all)")
-    p.add_argument("--batch-size", type=int, default=8, help="clips scored together (default: %(default)s)")
-    p.add_argument("--limit", type=int, help="only the first N clips (a quick check)")
+    p.add_argument("--batch-size", type=_bounded_int(1, 256), default=8,
+                   help="clips scored together (default: %(default)s)")
+    p.add_argument("--limit", type=_bounded_int(1, 10_000_000), help="only the first N clips (a quick check)")
     p.add_argument("--prompt-template", default=DEFAULT_PROMPT_TEMPLATE,
                    help="prompt for each class (default: %(default)r)")
+    p.add_argument("--shots", type=int, metavar="K", help="also few-shot accuracy: K example clips per class, drawn "
+                   "from the other folds (or the other clips), scored as taught labels")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --shots draw (default: %(default)s)")
     p.set_defaults(func=cmd_evaluate)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sound-monitor`` console script."""
+    lifecycle.install()  # first: a SIGTERM during the imports and the config below ends in exit 0
     from monitor.systemd import setup_logging
 
     # libgomp threads otherwise spin for a while after every parallel region: wasted CPU on a box that
     # scores one window a second. Must be set before torch is imported (it is imported lazily).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
+    if args.func not in (cmd_run, cmd_replay):
+        lifecycle.uninstall()  # the offline commands keep Python's defaults (Ctrl-C: KeyboardInterrupt)
     setup_logging(args.log_level or "INFO")
     try:
         if hasattr(args, "config") and args.command != "check-config" and not args.log_level:

@@ -9,8 +9,8 @@ pull model: no callbacks cross threads):
   reports the version it applied with :meth:`settle` (a label whose prompts cannot be encoded is dropped);
 * the main thread derives the detector's rules and hands :meth:`applied` snapshots to the sinks (discovery,
   the retained config summary, metrics), so they only ever show labels the scorer really scores;
-* the command dispatcher validates a command, changes the registry and waits (:meth:`wait_applied`) for the
-  inference thread to report the new version applied before it answers.
+* the command dispatcher validates a burst of commands on a :class:`LabelDraft`, commits it (one version)
+  and waits (:meth:`wait_applied`) for the inference thread to report it applied before it answers.
 
 Snapshots are immutable, so any thread may read them without a lock.
 """
@@ -29,15 +29,19 @@ MAX_REMEMBERED_ERRORS = 100
 
 
 class LabelError(ValueError):
-    """A change the registry refuses (a name clash, the last label); the message says why."""
+    """A change the registry refuses (a name clash, the last label, too many labels); the message says why."""
 
 
 @dataclass(frozen=True)
 class LabelPrompts:
-    """A label and the prompt texts that describe it, already formatted with the template (what a scorer needs)."""
+    """A label and the prompt texts that describe it, already formatted with the template (what a scorer needs),
+    with its example and negative audio files (the negatives include the top-level ones). No prompts: the label
+    is scored from its examples alone."""
 
     name: str
     prompts: tuple[str, ...]
+    examples: tuple[str, ...] = ()
+    negatives: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -49,15 +53,19 @@ class Label:
     prompts: tuple[str, ...]
     threshold: float
     enabled: bool = True
+    examples: tuple[str, ...] = ()  # resolved audio file paths (monitor/teaching.py)
+    negatives: tuple[str, ...] = ()
 
     def summary(self) -> dict[str, Any]:
-        """This label in the ``<prefix>/config`` summary."""
+        """This label in the ``<prefix>/config`` summary (examples and negatives as counts)."""
         return {
             "name": self.name,
             "label_id": self.label_id,
             "threshold": self.threshold,
             "enabled": self.enabled,
             "prompts": list(self.prompts),
+            "examples": len(self.examples),
+            "negatives": len(self.negatives),
         }
 
 
@@ -69,6 +77,7 @@ class LabelSet:
     labels: tuple[Label, ...]
     background: tuple[str, ...] = ()
     template: str = "{}"
+    negatives: tuple[str, ...] = ()  # top-level negatives: sounds that must never fire any label
     _by_key: dict[str, Label] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -92,8 +101,11 @@ class LabelSet:
         return {lbl.name: lbl.threshold for lbl in self.labels if lbl.enabled}
 
     def scored(self) -> list[LabelPrompts]:
-        """What the model scores: every label with its formatted prompts, then the background labels."""
-        out = [LabelPrompts(lbl.name, tuple(self.template.format(p) for p in lbl.prompts)) for lbl in self.labels]
+        """What the model scores: every label with its formatted prompts, examples and negatives (its own, then the
+        top-level ones), then the background labels."""
+        out = [LabelPrompts(lbl.name, tuple(self.template.format(p) for p in lbl.prompts), lbl.examples,
+                            tuple(dict.fromkeys((*lbl.negatives, *self.negatives))))
+               for lbl in self.labels]
         out += [LabelPrompts(b, (self.template.format(b),)) for b in self.background]
         return out
 
@@ -104,16 +116,96 @@ class LabelSet:
 
 
 def labels_from_config(cfg: Config) -> LabelSet:
-    """The labels of ``cfg`` with their effective thresholds and prompts, as version 1."""
-    return LabelSet(
-        version=1,
-        labels=tuple(
-            Label(lbl.name, lbl.slug, tuple(lbl.prompts or [lbl.name]), cfg.label_threshold(lbl), lbl.enabled)
-            for lbl in cfg.labels
-        ),
-        background=tuple(cfg.background),
-        template=cfg.prompt_template,
-    )
+    """The labels of ``cfg`` with their effective thresholds, prompts, example and negative files, as version 1.
+
+    Example paths are resolved by :func:`monitor.teaching.config_files` (folders listed, taught folders added);
+    a missing path, too many files or a label left with neither prompts nor examples raises ``ConfigError``.
+    """
+    from monitor.teaching import config_files
+
+    files, negatives = config_files(cfg)
+    labels = tuple(Label(lbl.name, lbl.slug, tuple(lbl.prompts if lbl.prompts is not None else [lbl.name]),
+                         cfg.label_threshold(lbl), lbl.enabled, *files[i]) for i, lbl in enumerate(cfg.labels))
+    return LabelSet(version=1, labels=labels, background=tuple(cfg.background), template=cfg.prompt_template,
+                    negatives=negatives)
+
+
+class LabelDraft:
+    """A label set changed by a burst of commands, invisible to other threads until :meth:`LabelRegistry.commit`
+    (one version for the burst, so the inference thread syncs once). Each change is validated against the ones
+    before it; a refused change raises :class:`LabelError` and changes nothing."""
+
+    def __init__(self, base: LabelSet, max_labels: int) -> None:
+        self.base = base
+        self.max_labels = max_labels
+        self.labels: list[Label] = list(base.labels)
+        self.negatives: tuple[str, ...] = base.negatives  # the top-level negatives (add_negative without a label)
+        self.added: set[str] = set()  # names added by this draft (their old encoding errors are forgotten)
+        self.changed = False
+
+    def snapshot(self) -> LabelSet:
+        """The draft as a label set (the base's version number)."""
+        return replace(self.base, labels=tuple(self.labels), negatives=self.negatives)
+
+    def set_negatives(self, negatives: tuple[str, ...]) -> None:
+        """Replace the top-level negatives."""
+        self.negatives = negatives
+        self.changed = True
+
+    def add(self, label: Label) -> None:
+        """Append ``label``; LabelError on a clash, a background name or past ``max_labels``."""
+        cur = self.snapshot()
+        clash = cur.find(label.name) or cur.find(label.label_id)
+        if clash is None:
+            clash = next((lbl for lbl in cur.labels if lbl.label_id == label.label_id), None)
+        if clash is not None:
+            raise LabelError(f"label '{label.name}' already exists (same id '{label.label_id}' as "
+                             f"label '{clash.name}')")
+        if label.name.casefold() in {b.strip().casefold() for b in cur.background}:
+            raise LabelError(f"'{label.name}' is a background label")
+        if len(self.labels) >= self.max_labels:
+            raise LabelError(f"there are already {len(self.labels)} labels, the most allowed "
+                             f"(inference.max_labels)")
+        self.labels.append(label)
+        self.added.add(label.name)
+        self.changed = True
+
+    def update(self, key: str, **changes: Any) -> Label:
+        """Change fields (``threshold``, ``enabled``) of the label ``key``; the new label."""
+        old = self._find(key)
+        new = replace(old, **changes)
+        self.labels = [new if lbl.name == old.name else lbl for lbl in self.labels]
+        self.changed = True
+        return new
+
+    def remove(self, key: str) -> Label:
+        """Take out the label ``key``; the label removed. The last label cannot go."""
+        old = self._find(key)
+        if len(self.labels) <= 1:
+            raise LabelError(f"cannot remove '{old.name}': it is the last label")
+        self.labels = [lbl for lbl in self.labels if lbl.name != old.name]
+        self.added.discard(old.name)
+        self.changed = True
+        return old
+
+    def drop(self, names: Iterable[str]) -> None:
+        """Take out labels that cannot be scored (their prompts failed to encode), without the last-label rule."""
+        gone = set(names)
+        self.labels = [lbl for lbl in self.labels if lbl.name not in gone]
+        self.added -= gone
+
+    def _find(self, key: str) -> Label:
+        found = self.snapshot().find(key)
+        if found is None:
+            # User input echoed in an error is cut short: a 100 KB label key must not come back in full.
+            names = clip(", ".join(lbl.name for lbl in self.labels), 200)
+            raise LabelError(f"unknown label '{clip(key, 60)}' (labels: {names})")
+        return found
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters (an ellipsis marks the cut)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class LabelRegistry:
@@ -124,7 +216,7 @@ class LabelRegistry:
     """
 
     def __init__(self, initial: LabelSet, max_labels: int = 1000) -> None:
-        self._cond = threading.Condition()
+        self._cond = threading.Condition()  # its lock is re-entrant: add/update/remove hold it across commit
         self._current = initial
         self._applied = initial
         self.max_labels = max_labels
@@ -132,8 +224,8 @@ class LabelRegistry:
 
     @classmethod
     def from_config(cls, cfg: Config) -> LabelRegistry:
-        """A registry holding ``cfg``'s labels."""
-        return cls(labels_from_config(cfg))
+        """A registry holding ``cfg``'s labels, bounded by ``inference.max_labels``."""
+        return cls(labels_from_config(cfg), max_labels=cfg.inference.max_labels)
 
     # --- snapshots (any thread) --------------------------------------------------------------------
     def current(self) -> LabelSet:
@@ -147,43 +239,52 @@ class LabelRegistry:
             return self._applied
 
     # --- changes (the command dispatcher) ----------------------------------------------------------
+    def draft(self) -> LabelDraft:
+        """A draft of the current labels to change a burst of commands in; see :meth:`commit`."""
+        with self._cond:
+            return LabelDraft(self._current, self.max_labels)
+
+    def commit(self, draft: LabelDraft) -> int:
+        """Make ``draft`` the wanted label set; the new version. Labels the inference thread took out since the
+        draft was made (their prompts failed to encode) stay out."""
+        with self._cond:
+            labels = draft.labels
+            if self._current.version != draft.base.version:
+                gone = set(draft.base.names()) - set(self._current.names())
+                labels = [lbl for lbl in labels if lbl.name not in gone or lbl.name in draft.added]
+            for name in draft.added:
+                self._errors.pop(name, None)
+            self._current = replace(self._current, negatives=draft.negatives)  # only drafts change them
+            return self._set(tuple(labels))
+
     def add(self, label: Label) -> int:
         """Append ``label``; the new version. Raises LabelError on a clash or past ``max_labels``."""
         with self._cond:
-            cur = self._current
-            clash = cur.find(label.name) or cur.find(label.label_id)
-            if clash is None:
-                clash = next((lbl for lbl in cur.labels if lbl.label_id == label.label_id), None)
-            if clash is not None:
-                raise LabelError(f"label '{label.name}' already exists (same id '{label.label_id}' as "
-                                 f"label '{clash.name}')")
-            if label.name.casefold() in {b.strip().casefold() for b in cur.background}:
-                raise LabelError(f"'{label.name}' is a background label")
-            if len(cur.labels) >= self.max_labels:
-                raise LabelError(f"there are already {len(cur.labels)} labels (the most allowed)")
-            self._errors.pop(label.name, None)
-            return self._set((*cur.labels, label))
+            draft = self.draft()
+            draft.add(label)
+            return self.commit(draft)
 
     def update(self, name: str, **changes: Any) -> tuple[Label, int]:
-        """Change fields (``threshold``, ``enabled``) of the label called ``name``; the new label and version."""
+        """Change fields (``threshold``, ``enabled``, ``examples``, ``negatives``) of the label called ``name``;
+        the new label and version."""
         with self._cond:
-            old = self._find_current(name)
-            new = replace(old, **changes)
-            return new, self._set(tuple(new if lbl.name == old.name else lbl for lbl in self._current.labels))
+            draft = self.draft()
+            new = draft.update(name, **changes)
+            return new, self.commit(draft)
 
     def remove(self, name: str) -> tuple[Label, int]:
         """Remove the label called ``name``; the removed label and the new version."""
         with self._cond:
-            old = self._find_current(name)
-            if len(self._current.labels) <= 1:
-                raise LabelError(f"cannot remove '{old.name}': it is the last label")
-            return old, self._set(tuple(lbl for lbl in self._current.labels if lbl.name != old.name))
+            draft = self.draft()
+            old = draft.remove(name)
+            return old, self.commit(draft)
 
-    def _find_current(self, key: str) -> Label:
-        found = self._current.find(key)
-        if found is None:
-            raise LabelError(f"unknown label '{key}' (labels: {', '.join(self._current.names())})")
-        return found
+    def set_negatives(self, negatives: tuple[str, ...]) -> int:
+        """Replace the top-level negatives; the new version."""
+        with self._cond:
+            draft = self.draft()
+            draft.set_negatives(negatives)
+            return self.commit(draft)
 
     def _set(self, labels: tuple[Label, ...]) -> int:
         self._current = replace(self._current, version=self._current.version + 1, labels=labels)

@@ -7,7 +7,8 @@ Each stage runs on its own thread and owns its own state; they talk only through
 
 Labels come from the :class:`~monitor.labels.LabelRegistry`: the inference thread applies changes to the scorer,
 and this thread, at the top of its loop, derives the detector's rules from the applied set and hands it to
-the sinks. Sinks (stdout, MQTT, metrics, clips, the plot) get what they need at construction; the pipeline
+the sinks; it follows a live source's ``input_state`` (microphone up or down) the same way. Sinks (stdout, MQTT,
+metrics, clips, the plot) get what they need at construction; the pipeline
 knows them only as :class:`~monitor.sinks.Sink`. An event passes through the ``annotators`` (e.g. the clip
 recorder naming its clip) before any sink sees it.
 """
@@ -19,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,9 +31,13 @@ from monitor.core.windowing import AudioSource, WindowStage
 from monitor.inference.adaptive import AdaptiveHop
 from monitor.inference.worker import InferenceWorker, Scorer
 from monitor.labels import LabelRegistry, LabelSet
-from monitor.records import Event, ScoredWindow, Window
+from monitor.lifecycle import call_unless_stopped
+from monitor.records import Event, InputState, ScoredWindow, Window
 from monitor.sinks import Sink
 from monitor.systemd import notify, watchdog_interval
+
+if TYPE_CHECKING:
+    from monitor.inference.text import TextEncoder
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +60,8 @@ class PipelineStats:
     queue_depth: int = 0
     capture_overruns: int = 0
     capture_lost_samples: int = 0
+    windows_invalid: int = 0  # windows holding NaN/inf/absurd samples, not scored
+    samples_clipped: int = 0  # samples beyond full scale clipped to ±1
 
 
 def detection_rules(labels: LabelSet) -> list[LabelRule]:
@@ -74,8 +82,10 @@ class Monitor:
         scorer: Scorer | None = None,
         taps: Sequence[AudioTap] = (),
         annotators: Sequence[Annotator] = (),
+        text: TextEncoder | None = None,
     ) -> None:
         self.cfg = cfg
+        self.text = text  # the text encoder the scorer shares with the command dispatcher
         self.live = live
         self.registry = registry
         self.source_factory = source_factory
@@ -85,6 +95,7 @@ class Monitor:
         self.annotators = list(annotators)
         labels = registry.applied()
         self._labels_version = labels.version
+        self._input_version = -1  # of the source's InputState last handed to the sinks
         self.detector = Detector(
             detection_rules(labels),
             node=cfg.node_name(),
@@ -101,9 +112,11 @@ class Monitor:
     # --- parts -------------------------------------------------------------------------------------
     def make_scorer(self) -> Scorer:
         """Load the model with the registry's labels (the slow part of start-up)."""
+        from monitor.inference.examples import ExampleSettings
         from monitor.inference.loading import load_scorer
 
-        return load_scorer(self.cfg.model, self.cfg.inference, self.registry.current().scored())
+        return load_scorer(self.cfg.model, self.cfg.inference, self.registry.current().scored(), text=self.text,
+                           examples=ExampleSettings.from_config(self.cfg))
 
     def make_adaptive(self) -> AdaptiveHop | None:
         """The adaptive-hop policy, or None when ``audio.idle_hop_seconds`` is not set."""
@@ -126,6 +139,9 @@ class Monitor:
         stage, worker = self.stage, self.worker
         if stage is None or worker is None:
             return False, "starting: loading the model"
+        source = _input_state(stage.source)
+        if source is not None and source.state == "down":  # at once, not after STALL_SECONDS without audio
+            return False, f"audio input is down: {source.error}"
         if now - stage.last_progress >= STALL_SECONDS:
             return False, f"no audio from the input for {now - stage.last_progress:.0f} s"
         if not worker.alive:
@@ -152,6 +168,8 @@ class Monitor:
             queue_depth=len(self.windows),
             capture_overruns=overruns,
             capture_lost_samples=lost,
+            windows_invalid=stage.windows_invalid if stage is not None else 0,
+            samples_clipped=stage.samples_clipped if stage is not None else 0,
         )
 
     # --- lifecycle ---------------------------------------------------------------------------------
@@ -165,8 +183,10 @@ class Monitor:
     def run(self, stop: threading.Event) -> int:
         """Run until the source ends or ``stop`` is set; returns the process exit code."""
         if self.scorer is None:
-            self.scorer = self.make_scorer()
-        if stop.is_set():
+            log.info("loading %s", self.cfg.model)
+            # On its own thread: a stop during the load (seconds on a Pi) is acted on at once, not after it.
+            self.scorer = call_unless_stopped(self.make_scorer, stop, "model-loader")
+        if stop.is_set() or self.scorer is None:
             return 0
         source = self.source_factory()
         self.stage = WindowStage(source, self.windows, self.cfg.audio.window_seconds, self.cfg.audio.hop_seconds,
@@ -197,6 +217,7 @@ class Monitor:
         while True:
             now = time.monotonic() if self.live else clock
             self._pull_labels(now)
+            self._pull_input()
             if stop.is_set() and stop_deadline is None:
                 log.info("stopping")
                 notify("STOPPING=1")
@@ -235,6 +256,16 @@ class Monitor:
         for sink in self.sinks:
             sink.on_labels(labels)
 
+    def _pull_input(self) -> None:
+        """Hand a new state of the source's input (set on the windowing thread) to the sinks."""
+        assert self.stage is not None
+        state = _input_state(self.stage.source)
+        if state is None or state.version == self._input_version:
+            return
+        self._input_version = state.version
+        for sink in self.sinks:
+            sink.on_input(state)
+
     def emit(self, events: list[Event]) -> None:
         """Annotate, log and hand events to the sinks (main thread)."""
         for event in events:
@@ -262,3 +293,8 @@ def _capture_counts(source: object) -> tuple[int, int]:
     """(overruns, lost samples) a source reports: a live source sums them over every capture it reopened;
     a file has none."""
     return getattr(source, "overruns", 0), getattr(source, "lost_samples", 0)
+
+
+def _input_state(source: object) -> InputState | None:
+    """A live source's input state (a plain read of the snapshot it swaps whole); None for a file."""
+    return getattr(source, "input_state", None)

@@ -20,7 +20,9 @@ class Window:
 
     ``start``/``end`` are seconds on the stream clock (from the start of capture or of the file);
     ``mono_end`` is ``time.monotonic()`` when the window was cut (live) or equal to ``end`` (replay),
-    the clock detection runs on.
+    the clock detection runs on. ``valid`` is False when the window held samples that are not audio (NaN, ±inf,
+    far beyond full scale; replaced by silence before resampling): it is not scored. A file shorter than one
+    window gives one shorter window.
     """
 
     index: int
@@ -29,6 +31,7 @@ class Window:
     samples: np.ndarray
     mono_end: float
     dbfs: float
+    valid: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +39,8 @@ class ScoredWindow:
     """A window's scores: label name → softmax score over all labels and background labels.
 
     ``skipped`` names why a window was not scored (scores then empty): ``"gate"`` (quieter than
-    ``audio.min_dbfs``) or ``"idle"`` (adaptive hop while all labels are far below threshold); "" if scored.
+    ``audio.min_dbfs``), ``"idle"`` (adaptive hop while all labels are far below threshold) or ``"invalid"`` (the
+    window held samples that are not audio); "" if scored.
     """
 
     index: int
@@ -79,3 +83,21 @@ class Event:
         }
         out.update(self.extra)
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class InputState:
+    """The audio input as a live source sees it, as published on ``<prefix>/input``.
+
+    A source swaps a new one in whole on every change; ``version`` grows with each, so the main loop tells a
+    change from the state it already handed to the sinks (as it does for label sets).
+    """
+
+    state: Literal["up", "down"]
+    error: str | None = None  # why it is down (the last failure while it stays down); None when up
+    since: str = field(default_factory=utc_now_iso)  # UTC ISO 8601 time of the last up/down change
+    version: int = 0
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """Payload fields: ``state``, ``error``, ``since``."""
+        return {"state": self.state, "error": self.error, "since": self.since}

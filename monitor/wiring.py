@@ -33,10 +33,18 @@ def build_monitor(
 ) -> Monitor:
     """A :class:`Monitor` with every sink the config asks for (stdout, MQTT, metrics, clips, plot)."""
     registry = LabelRegistry.from_config(cfg)
+    # One text encoder (and embedding cache) shared by the scorer and the command dispatcher, which encodes
+    # labels added at run time off the inference thread (a scorer given without one encodes its own labels).
+    text = getattr(scorer, "text", None)
+    if scorer is None:
+        from monitor.inference.text import TextEncoder
+
+        text = TextEncoder(cfg.model)
     sinks: list[Sink] = [StdoutSink(scores)] if stdout else []
     taps: list[AudioTap] = []
     annotators: list[Annotator] = []
     publisher = None
+    clips = None
     if cfg.clips.enabled:
         from monitor.sinks.clips import ClipRecorder
 
@@ -47,7 +55,7 @@ def build_monitor(
     if cfg.mqtt is not None:
         from monitor.mqtt.sink import MqttSink
 
-        mqtt = MqttSink(cfg, registry)
+        mqtt = MqttSink(cfg, registry, input_entity=live, text=text)
         publisher = mqtt.publisher
         sinks.append(mqtt)
     if plot is not None:
@@ -57,7 +65,7 @@ def build_monitor(
         sinks.append(TimelineRecorder(plot, min_dbfs=cfg.audio.min_dbfs))
     sinks.extend(extra_sinks or [])
     monitor = Monitor(cfg, source_factory, registry, live=live, sinks=sinks, scorer=scorer, taps=taps,
-                      annotators=annotators)
+                      annotators=annotators, text=text)
     if cfg.metrics.port is not None:
         try:
             from monitor.sinks.metrics import Metrics
@@ -66,7 +74,8 @@ def build_monitor(
                       exc)
         else:
             metrics = Metrics(monitor.stats, monitor.health, registry, cfg.model, cfg.node_name(),
-                              publisher=publisher, bind=cfg.metrics.bind, port=cfg.metrics.port)
+                              publisher=publisher, bind=cfg.metrics.bind, port=cfg.metrics.port, clips=clips,
+                              timeout=cfg.metrics.timeout_seconds, max_connections=cfg.metrics.max_connections)
             metrics.start()  # now, so /healthz answers "starting" while the model loads
             monitor.sinks.append(metrics)
     return monitor

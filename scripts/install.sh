@@ -14,7 +14,7 @@ sudo_cmd=""
 pkgs=(libportaudio2 libsndfile1 python3-venv ffmpeg)
 if [ "$want_tests" = 1 ]; then
   # a real broker, a virtual microphone (PulseAudio null sink) and audio tools for the tests
-  pkgs+=(mosquitto mosquitto-clients pulseaudio pulseaudio-utils libasound2-plugins sox)
+  pkgs+=(mosquitto mosquitto-clients pulseaudio pulseaudio-utils libasound2-plugins sox openssl)
   # a real RTSP server for the stream tests: GStreamer's, run by the system python3 (tests/support/rtsp.py)
   pkgs+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
          gstreamer1.0-libav)

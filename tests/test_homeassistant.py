@@ -80,7 +80,7 @@ def test_discovery_configs_carry_what_home_assistant_requires(tiny_model: Path, 
         assert states[f"{PREFIX}/{slug}/state"] in (b"ON", b"OFF")
     level = configs[f"homeassistant/sensor/{NODE_ID}/level/config"]
     assert level["state_topic"] == f"{PREFIX}/level"
-    assert level["state_class"] == "measurement" and level["unit_of_measurement"] == "dB"
+    assert level["state_class"] == "measurement" and level["unit_of_measurement"] == "dBFS"
     _check_common(level, device)
     assert device["identifiers"] == [f"sound_monitor_{NODE_ID}"]
 

@@ -110,11 +110,17 @@ def test_get_config_answers_and_republishes_the_summary(rig) -> None:
     assert summary.retain and summary.json() == body["config"]
 
 
-def test_a_full_command_queue_answers_busy_instead_of_dropping(rig) -> None:
-    dispatcher, pub, _ = rig  # not started: nothing takes commands off the queue
-    for i in range(QUEUE_SIZE):
+def test_a_full_command_queue_answers_busy_instead_of_dropping() -> None:
+    cfg = config()
+    topics = Topics.from_config(cfg)
+    pub = MemoryPublisher(topics)
+    clock = [0.0]
+    dispatcher = CommandDispatcher(cfg, LabelRegistry.from_config(cfg), pub, topics, clock=lambda: clock[0])
+    for i in range(QUEUE_SIZE):  # not started: nothing takes commands off the queue
+        clock[0] += 1.0  # slower than the rate limit, so only the queue's bound applies
         dispatcher._on_message(dispatcher.topics.command, f'{{"action": "get_config", "id": {i}}}'.encode())
     assert pub.on(dispatcher.topics.response) == []
+    clock[0] += 1.0
     dispatcher._on_message(dispatcher.topics.command, b'{"action": "get_config", "id": "late"}')
     (busy,) = pub.on(dispatcher.topics.response)
     assert busy.json()["ok"] is False and busy.json()["id"] == "late" and "busy" in busy.json()["error"]
@@ -154,9 +160,10 @@ def test_stale_entities_are_removed_only_after_the_round_trip() -> None:
     pub.connect()
     (token,) = pub.on(disc.topics.discovery_sync)
     stale = "homeassistant/binary_sensor/unit_node/old_label/config"
-    pub.deliver(stale, b'{"name": "old"}')
-    pub.deliver("homeassistant/sensor/unit_node/level/config", b'{"name": "level"}')
-    pub.deliver("homeassistant/event/unit_node/dog_barking/config", b'{"name": "current"}')
+    own = b'{"name": "%s", "availability": [{"topic": "unit/n/availability"}]}'  # this monitor's, by its prefix
+    pub.deliver(stale, own % b"old")
+    pub.deliver("homeassistant/sensor/unit_node/level/config", own % b"level")
+    pub.deliver("homeassistant/event/unit_node/dog_barking/config", own % b"current")
     assert not disc.wait_swept(0) and pub.on(stale) == []  # nothing removed before the round trip
     pub.deliver(disc.topics.discovery_sync, b"someone else's token")
     assert not disc.wait_swept(0)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import pipeline
 
-from monitor.inference.scorer import ClapScorer, LabelPrompts, ModelLoadError
+from monitor.inference.scorer import ClapScorer, LabelPrompts, ModelLoadError, TextEncoder
 
 LABELS = ["glass breaking", "dog barking", "silence", "speech", "music"]
 
@@ -94,7 +94,8 @@ def test_several_prompts_average_embeddings(scorer: ClapScorer) -> None:
     emb = scorer.encode_prompts(prompts)
     s2 = ClapScorer.__new__(ClapScorer)
     s2.__dict__.update(scorer.__dict__)
-    s2._cache = {}  # its own label cache, not the shared fixture's
+    s2.text = TextEncoder(scorer.model_id)  # its own label cache, not the shared fixture's
+    s2.text.attach(scorer.tokenizer, scorer.model.config.text_config)
     s2.set_labels([LabelPrompts("dog", prompts), LabelPrompts("cat", ("a cat",))])
     expected = torch.nn.functional.normalize(emb.mean(0), dim=-1)
     torch.testing.assert_close(s2.label_embeddings()["dog"], expected)

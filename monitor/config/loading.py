@@ -6,6 +6,7 @@ Kept apart from the schema so that :mod:`.schema` reads as the list of keys it i
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import yaml
 from annotated_types import Ge, Gt, Le, Lt
 from pydantic import BaseModel, ValidationError
 
+from monitor.config.base import CHECK_FILES
 from monitor.config.schema import Config
 
 
@@ -21,8 +23,9 @@ class ConfigError(Exception):
 
     def __init__(self, source: str, problems: list[str]) -> None:
         self.source = source
-        self.problems = problems
-        super().__init__(f"{source}: " + "; ".join(problems))
+        # One line per problem, whatever a value or a parser message holds (the journal shows lines).
+        self.problems = [p.replace("\r", " ").replace("\n", " ") for p in problems]
+        super().__init__(f"{source}: " + "; ".join(self.problems))
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:
@@ -102,29 +105,130 @@ def format_validation_error(exc: ValidationError) -> list[str]:
     return problems
 
 
-def parse_config(data: Any, source: str = "config") -> Config:
-    """Validate already-parsed YAML data; raise :class:`ConfigError` listing every problem."""
+MAX_FILE_BYTES = 1024 * 1024
+"""A config is a few KB; past this the file is refused before it is parsed (no time or memory spent on it)."""
+MAX_DEPTH = 32
+"""Nesting deeper than any real config (the deepest key path is four levels)."""
+MAX_NODES = 100_000
+"""Values in the file once YAML aliases are expanded (aliases can make a small file validate as a huge one)."""
+
+
+def _structure_problems(data: Any) -> list[str]:
+    """Problems of shape that must be caught before validation: keys that are not text (pydantic would report
+    them as list indexes), nesting or alias expansion that would exhaust recursion or time, recursive aliases.
+
+    Iterative, and each container is walked once however many aliases point at it.
+    """
+    sizes: dict[int, int] = {}  # id(container) → values under it, aliases expanded
+    found: list[str] = []
+    # (node, path, depth, children done?) — children are pushed first, the node is sized after them.
+    stack: list[tuple[Any, str, int, bool]] = [(data, "", 0, False)]
+    on_path: set[int] = set()
+    while stack:
+        node, path, depth, done = stack.pop()
+        if not isinstance(node, (dict, list)):
+            continue
+        key = id(node)
+        if done:
+            on_path.discard(key)
+            items = node.values() if isinstance(node, dict) else node
+            sizes[key] = 1 + sum(sizes.get(id(v), 1) for v in items)
+            if sizes[key] > MAX_NODES:
+                return [f"(yaml): more than {MAX_NODES} values once aliases are expanded"]
+            continue
+        if key in on_path:
+            return [f"{path or '(top level)'}: an alias refers to the value that contains it (recursive)"]
+        if key in sizes:
+            continue
+        if depth > MAX_DEPTH:
+            return [f"{path or '(top level)'}: nested deeper than {MAX_DEPTH} levels"]
+        on_path.add(key)
+        stack.append((node, path, depth, True))
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if not isinstance(k, str):
+                    found.append(f"{path or '(top level)'}: key {k!r} must be text")
+                    continue
+                stack.append((v, f"{path}.{k}" if path else k, depth + 1, False))
+        else:
+            for i, v in enumerate(node):
+                stack.append((v, f"{path}[{i}]", depth + 1, False))
+    return found
+
+
+def parse_config(data: Any, source: str = "config", check_files: bool = False) -> Config:
+    """Validate already-parsed YAML data; raise :class:`ConfigError` listing every problem.
+
+    ``check_files`` also checks what the config names outside itself (password file, CA file, environment
+    variable, clips folder, a local model folder): what ``check-config``, ``run`` and ``replay`` do.
+    """
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(source, [f"(top level): must be a mapping of keys, got {type(data).__name__}"])
+    shape = _structure_problems(data)
+    if shape:
+        raise ConfigError(source, shape)
     try:
-        return Config.model_validate(data)
+        return Config.model_validate(data, context={CHECK_FILES: check_files})
     except ValidationError as exc:
         raise ConfigError(source, format_validation_error(exc)) from None
+    except RecursionError:  # _structure_problems bounds the nesting; this is the last line of defence
+        raise ConfigError(source, ["(top level): nested too deeply"]) from None
 
 
-def load_config(path: str | os.PathLike[str]) -> Config:
-    """Read and validate a YAML config file (safe loading only)."""
+def read_config_text(path: str | os.PathLike[str]) -> str:
+    """The file's text: at most :data:`MAX_FILE_BYTES`, UTF-8 (raises :class:`ConfigError`)."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with open(p, "rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        raise ConfigError(str(p), [f"cannot read file: {exc.strerror or exc}"]) from None
+        raise ConfigError(str(p), [f"(file): cannot read file: {exc.strerror or exc}"]) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError(str(p), [f"(file): larger than {MAX_FILE_BYTES // 1024} KB; not a config file"])
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(str(p), [f"(file): not UTF-8 text: byte 0x{raw[exc.start]:02x} on line {line}"]) from None
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    for key, value in extra.items():
+        if not isinstance(value, Mapping):
+            base[key] = value
+        elif key not in base or base[key] is None:
+            base[key] = dict(value)
+        elif isinstance(base[key], dict):
+            _merge(base[key], value)
+        # else: the file's value is not a mapping; leave it, so that its own problem is reported
+    return base
+
+
+def load_config(path: str | os.PathLike[str], check_files: bool = False,
+                overrides: Mapping[str, Any] | None = None) -> Config:
+    """Read and validate a YAML config file (safe loading only); raise :class:`ConfigError` for any problem.
+
+    Args:
+        path: The YAML file.
+        check_files: Also check the files, folders and environment variables it names (see
+            :func:`parse_config`); ``check-config``, ``run`` and ``replay`` all pass True, so they agree.
+        overrides: Values from the command line (``{"model": ...}``), merged in before validation so that
+            they are checked like the file's.
+    """
+    text = read_config_text(path)
+    source = str(path)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(str(p), [f"(yaml): {where}{getattr(exc, 'problem', None) or exc}"]) from None
-    return parse_config(data, str(p))
+        raise ConfigError(source, [f"(yaml): {where}{getattr(exc, 'problem', None) or exc}"]) from None
+    except RecursionError:
+        raise ConfigError(source, [f"(yaml): nested too deeply (at most {MAX_DEPTH} levels)"]) from None
+    except Exception as exc:  # noqa: BLE001 - the constructors' own errors: a date 2020-13-45, a 5000-digit number
+        raise ConfigError(source, [f"(yaml): cannot read a value: {exc}"]) from None
+    if overrides and (data is None or isinstance(data, dict)):
+        data = _merge(data or {}, overrides)
+    return parse_config(data, source, check_files=check_files)

@@ -8,14 +8,24 @@ problem at once with its location, which is exactly what ``check-config`` needs.
 
 from __future__ import annotations
 
-import os
 import re
-import socket
+import string
 from pathlib import Path
 from typing import Annotated, Literal
 
 from annotated_types import Ge, Gt, Le
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from monitor.config import files
+from monitor.config.base import Problem, Strict, checks_files, host_name, problems
+from monitor.config.examples import ExamplesConfig
+from monitor.config.integrations import ClipsConfig, HomeAssistantConfig, MetricsConfig, MqttConfig
+
+__all__ = [
+    "DEFAULT_BACKGROUND", "DEFAULT_MODEL", "DEFAULT_PROMPT_TEMPLATE", "MODEL_SAMPLE_RATE", "AudioConfig",
+    "ClipsConfig", "Config", "DetectionConfig", "ExamplesConfig", "HomeAssistantConfig", "InferenceConfig",
+    "LabelConfig", "MetricsConfig", "MqttConfig", "host_name", "prompt_template_problem", "slugify",
+]
 
 DEFAULT_MODEL = "laion/clap-htsat-unfused"
 DEFAULT_PROMPT_TEMPLATE = "This is a sound of {}."
@@ -29,21 +39,22 @@ def slugify(name: str) -> str:
     return slug or "label"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class LabelConfig(_Strict):
+class LabelConfig(Strict):
     """One sound to listen for."""
 
     name: Annotated[str, Field(min_length=1, max_length=100)]
     """Label name, used in events and topics (slugified there)."""
     prompts: list[Annotated[str, Field(min_length=1)]] | None = None
-    """Texts describing the sound; each is formatted with ``prompt_template``. Default: ``[name]``."""
+    """Texts describing the sound; each is formatted with ``prompt_template``. Default: ``[name]``. ``[]`` (only
+    with examples): the label is scored from its examples alone."""
     threshold: Annotated[float, Ge(0.0), Le(1.0)] | None = None
     """Score above which a window counts as a hit. Default: ``detection.threshold``."""
     enabled: bool = True
     """A disabled label is still scored (it competes in the softmax) but never fires."""
+    examples: Annotated[list[Path], Field(max_length=1000)] = Field(default_factory=list)
+    """Audio files or folders of clips that are this sound (see ``examples`` section, monitor/teaching.py)."""
+    negatives: Annotated[list[Path], Field(max_length=1000)] = Field(default_factory=list)
+    """Audio files or folders of clips that are NOT this sound (the TV, for this label only)."""
 
     @field_validator("name")
     @classmethod
@@ -58,7 +69,7 @@ class LabelConfig(_Strict):
         return slugify(self.name)
 
 
-class AudioConfig(_Strict):
+class AudioConfig(Strict):
     """Where sound comes from and how it is cut into windows."""
 
     device: str | int | None = None
@@ -92,7 +103,7 @@ class AudioConfig(_Strict):
         return self
 
 
-class DetectionConfig(_Strict):
+class DetectionConfig(Strict):
     """Turning per-window scores into start/end events."""
 
     threshold: Annotated[float, Ge(0.0), Le(1.0)] = 0.5
@@ -105,7 +116,7 @@ class DetectionConfig(_Strict):
     """After an event ends, the same label cannot start again for this long."""
 
 
-class InferenceConfig(_Strict):
+class InferenceConfig(Strict):
     """How the model runs."""
 
     threads: Annotated[int, Ge(1), Le(256)] | None = None
@@ -116,127 +127,12 @@ class InferenceConfig(_Strict):
     """Windows scored together when several are pending (cheaper per window than one by one)."""
     precision: Literal["fp32", "bf16", "int8"] = "fp32"
     """Audio tower precision: fp32 (reference), bf16 (CPUs with AVX512-BF16/AMX), int8 (dynamic quantization)."""
+    max_labels: Annotated[int, Ge(1), Le(1000)] = 50
+    """Most labels (background excluded) the monitor scores, configured plus added at run time; every label
+    costs scoring time and an embedding, so a flood of ``add_label`` commands stops here."""
 
 
-class MqttConfig(_Strict):
-    """Broker connection and topics. Without this section nothing is published."""
-
-    host: Annotated[str, Field(min_length=1)]
-    """Broker host name or address."""
-    port: Annotated[int, Ge(1), Le(65535)] = 1883
-    username: str | None = None
-    password: SecretStr | None = None
-    """Password in the file; prefer password_file or password_env."""
-    password_file: Path | None = None
-    """File whose first line is the password."""
-    password_env: Annotated[str, Field(min_length=1)] | None = None
-    """Environment variable holding the password."""
-    tls: bool = False
-    """Connect with TLS (system CA store unless ca_certs is set)."""
-    ca_certs: Path | None = None
-    client_id: str | None = None
-    """MQTT client id; null = sound-monitor-<hostname>."""
-    qos: Annotated[int, Ge(0), Le(2)] = 1
-    topic_prefix: Annotated[str, Field(min_length=1)] | None = None
-    """Root of all topics; null = sound-monitor/<hostname>."""
-    keepalive: Annotated[int, Ge(5), Le(3600)] = 30
-    max_pending: Annotated[int, Ge(1), Le(100000)] = 1000
-    """Messages held while disconnected; past this the oldest is dropped (and logged)."""
-    publish_level: bool = True
-    """Publish each window's level (dBFS) on ``<prefix>/level``."""
-    publish_scores: bool = False
-    """Publish each window's top scores as JSON on ``<prefix>/scores`` (for tuning thresholds)."""
-    scores_top_n: Annotated[int, Ge(1), Le(100)] = 5
-    """How many labels ``<prefix>/scores`` carries (highest first)."""
-    commands: bool = True
-    """Accept runtime commands (JSON) on ``<prefix>/command``; answers go to ``<prefix>/command/response``."""
-
-    @model_validator(mode="after")
-    def _one_password_source(self) -> MqttConfig:
-        sources = [s for s in (self.password, self.password_file, self.password_env) if s is not None]
-        if len(sources) > 1:
-            raise ValueError("give only one of password, password_file, password_env")
-        return self
-
-    @field_validator("topic_prefix")
-    @classmethod
-    def _no_wildcards(cls, value: str | None) -> str | None:
-        if value is not None and any(c in value for c in "#+\0"):
-            raise ValueError("must not contain '#', '+' or NUL")
-        return value.rstrip("/") if value else value
-
-    def resolved_prefix(self) -> str:
-        """The topic prefix with its default filled in."""
-        return self.topic_prefix or f"sound-monitor/{host_name()}"
-
-    def resolved_client_id(self) -> str:
-        """The client id with its default filled in."""
-        return self.client_id or f"sound-monitor-{host_name()}"
-
-    def resolved_password(self) -> str | None:
-        """The password from whichever source is configured (never logged)."""
-        from monitor.config.loading import ConfigError
-
-        if self.password is not None:
-            return self.password.get_secret_value()
-        if self.password_file is not None:
-            try:
-                text = self.password_file.read_text(encoding="utf-8")
-            except OSError as exc:
-                raise ConfigError("mqtt", [f"mqtt.password_file: cannot read {self.password_file}: {exc}"]) from exc
-            return text.splitlines()[0] if text else ""
-        if self.password_env is not None:
-            value = os.environ.get(self.password_env)
-            if value is None:
-                raise ConfigError("mqtt", [f"mqtt.password_env: environment variable {self.password_env} is not set"])
-            return value
-        return None
-
-
-class HomeAssistantConfig(_Strict):
-    """Home Assistant MQTT discovery."""
-
-    discovery: bool = True
-    """Publish retained discovery configs (only when ``mqtt`` is configured)."""
-    discovery_prefix: Annotated[str, Field(min_length=1)] = "homeassistant"
-    """Home Assistant's discovery prefix; it announces itself on ``<discovery_prefix>/status``."""
-
-    @field_validator("discovery_prefix")
-    @classmethod
-    def _plain_topic(cls, value: str) -> str:
-        if any(c in value for c in "#+\0"):
-            raise ValueError("must not contain '#', '+' or NUL")
-        value = value.strip("/")
-        if not value:
-            raise ValueError("must not be empty")
-        return value
-
-
-class MetricsConfig(_Strict):
-    """Prometheus metrics and health endpoint."""
-
-    port: Annotated[int, Ge(1), Le(65535)] | None = None
-    """Serve ``/metrics`` and ``/healthz`` on this port; null = off."""
-    bind: str = "0.0.0.0"
-    """Address to listen on (127.0.0.1 keeps it local)."""
-
-
-class ClipsConfig(_Strict):
-    """Audio clips written around event starts. Audio never leaves the box unless you configure it."""
-
-    enabled: bool = False
-    folder: Path = Path("/var/lib/sound-monitor/clips")
-    """Where clips are written (created if missing)."""
-    pre_roll_seconds: Annotated[float, Ge(0.0), Le(30.0)] = 5.0
-    """Audio kept from before the start of the event's first window."""
-    post_roll_seconds: Annotated[float, Ge(0.0), Le(60.0)] = 5.0
-    """Audio recorded after the event start."""
-    format: Literal["flac", "wav"] = "flac"
-    max_total_mb: Annotated[float, Gt(0.0), Le(1_000_000.0)] = 500.0
-    """Bound on the folder's total size; the oldest clips are deleted first."""
-
-
-class Config(_Strict):
+class Config(Strict):
     """The whole configuration file."""
 
     model: Annotated[str, Field(min_length=1)] = DEFAULT_MODEL
@@ -254,28 +150,62 @@ class Config(_Strict):
     home_assistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     clips: ClipsConfig = Field(default_factory=ClipsConfig)
+    negatives: Annotated[list[Path], Field(max_length=1000)] = Field(default_factory=list)
+    """Audio files or folders of sounds that must never fire any label (the TV, the microwave beep)."""
+    examples: ExamplesConfig = Field(default_factory=ExamplesConfig)
     node: str | None = None
     """Node name in events; null = the host name."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    @field_validator("model")
+    @classmethod
+    def _model_usable(cls, value: str, info: ValidationInfo) -> str:
+        if checks_files(info) and (why := files.model_problem(value)):
+            raise ValueError(why)
+        return value
+
     @field_validator("prompt_template")
     @classmethod
     def _template_has_slot(cls, value: str) -> str:
-        if value.count("{}") != 1:
-            raise ValueError("must contain '{}' exactly once")
+        why = prompt_template_problem(value)
+        if why:
+            raise ValueError(why)
         return value
 
-    @model_validator(mode="after")
-    def _unique_labels(self) -> Config:
+    # Field validators, not a model validator: they run even when another section is invalid, so these problems
+    # are listed along with the rest, each at its own key path (labels[1].name, background[0]).
+    @field_validator("labels")
+    @classmethod
+    def _unique_labels(cls, labels: list[LabelConfig]) -> list[LabelConfig]:
         seen: dict[str, str] = {}
-        for label in self.labels:
+        found: list[Problem] = []
+        for i, label in enumerate(labels):
             if label.slug in seen:
-                raise ValueError(f"labels: '{label.name}' and '{seen[label.slug]}' have the same id '{label.slug}'")
-            seen[label.slug] = label.name
-        clash = {b.strip().lower() for b in self.background} & {lbl.name.lower() for lbl in self.labels}
-        if clash:
-            raise ValueError(f"background: {sorted(clash)} also listed in labels")
-        return self
+                found.append(([i, "name"], f"'{label.name}' and '{seen[label.slug]}' have the same id '{label.slug}'",
+                              label.name))
+            seen.setdefault(label.slug, label.name)
+        if found:
+            raise problems("labels", found)
+        return labels
+
+    @field_validator("background")
+    @classmethod
+    def _background_not_a_label(cls, background: list[str], info: ValidationInfo) -> list[str]:
+        names = {lbl.name.lower() for lbl in info.data.get("labels") or []}  # declared first: here when valid
+        found: list[Problem] = [([i], f"'{b}' is also listed in labels", b)
+                                for i, b in enumerate(background) if b.strip().lower() in names]
+        if found:
+            raise problems("background", found)
+        return background
+
+    @field_validator("inference")
+    @classmethod
+    def _labels_within_max(cls, inference: InferenceConfig, info: ValidationInfo) -> InferenceConfig:
+        labels = info.data.get("labels") or []  # declared first: here when valid
+        if len(labels) > inference.max_labels:
+            raise problems("inference", [(["max_labels"], f"{len(labels)} labels are configured, more than this "
+                                          f"({inference.max_labels})", inference.max_labels)])
+        return inference
 
     def node_name(self) -> str:
         """Name of this box in events and Home Assistant."""
@@ -286,6 +216,21 @@ class Config(_Strict):
         return label.threshold if label.threshold is not None else self.detection.threshold
 
 
-def host_name() -> str:
-    """Host name, used in the default topic prefix and client id."""
-    return socket.gethostname().split(".")[0] or "sound-monitor"
+def prompt_template_problem(template: str) -> str | None:
+    """Why ``template.format(prompt)`` cannot work for every prompt, or None.
+
+    The template must hold exactly one plain replacement field, ``{}`` (or ``{0}``), and write any other brace
+    doubled (``{{``, ``}}``). Anything else (``{0} {1}``, ``{name}``, a lone ``{``, ``{}}``, a format spec that
+    fails on some prompts) would pass the file and then crash scoring, so it is refused here.
+    """
+    usage = "must contain '{}' exactly once (write a literal brace as '{{' or '}}')"
+    try:
+        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(template) if name is not None]
+    except ValueError as exc:
+        return f"{usage}: {exc}"
+    if len(fields) != 1:
+        return f"{usage}; it has {len(fields)} replacement fields"
+    name, spec, conv = fields[0]
+    if name not in ("", "0") or spec or conv:
+        return f"{usage}; '{{{name}{'!' + conv if conv else ''}{':' + spec if spec else ''}}}' is not a plain '{{}}'"
+    return None

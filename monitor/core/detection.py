@@ -8,6 +8,7 @@ appears only in the UTC ``timestamp`` of each event.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -98,6 +99,8 @@ class Detector:
         for rule in self._rules.values():
             st = self._state[rule.name]
             score = window.scores.get(rule.name)
+            if score is not None and not math.isfinite(score):
+                score = None  # never a hit, never reported (the worker drops such windows before they get here)
             if score is None or not rule.enabled or score < rule.threshold:
                 st.hits = 0
                 if score is not None:

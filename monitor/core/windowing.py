@@ -18,7 +18,7 @@ import numpy as np
 
 from monitor.config import MODEL_SAMPLE_RATE
 from monitor.core.queues import DropOldestQueue
-from monitor.core.resample import StreamResampler
+from monitor.core.sanitize import AudioGuard
 from monitor.records import Window
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,15 @@ class Windower:
                 self._filled -= self.hop
                 self._buf_start += self.hop
 
+    def partial(self) -> np.ndarray | None:
+        """A copy of everything pushed when that never filled a window (a clip shorter than one), else None.
+
+        Such a clip is scored as it is, like ``classify`` does: the feature extractor repeat-pads it.
+        """
+        if self._index or not self._filled:
+            return None
+        return self._buf[: self._filled].copy()
+
 
 class AudioSource(Protocol):
     """A stream of mono float32 blocks: a microphone (``monitor.sources``: ``Capture``, ``ReopeningSource``) or a file.
@@ -102,6 +111,11 @@ class WindowStage:
 
     A live source that loses its device (USB microphone unplugged) reopens it itself; while it is gone its
     ``read()`` blocks, no windows flow, and the watchdog and ``/healthz`` report the stall.
+
+    Every block passes the :class:`~monitor.core.sanitize.AudioGuard` before the resampler: samples that are not
+    audio (NaN, ±inf, far beyond full scale) never reach the resampler's state or the model; the windows that held
+    them go out marked invalid (``Window.valid`` False) and are counted in ``windows_invalid``. A file shorter
+    than one window (``live`` False) gives one short window at its end, scored as it is.
     """
 
     def __init__(
@@ -120,11 +134,12 @@ class WindowStage:
         self.live = live
         self.taps = taps if taps is not None else []
         self.error: BaseException | None = None
+        self.windows_invalid = 0  # windows holding invalid samples (not scored)
         self.last_progress = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="windowing", daemon=True)
         self._windower = Windower(window_seconds, hop_seconds)
-        self._resampler = StreamResampler(source.rate)
+        self._guard = AudioGuard(source.rate, name=str(getattr(source, "path", "audio input")))
 
     def start(self) -> None:
         """Start the thread."""
@@ -140,34 +155,45 @@ class WindowStage:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
+    @property
+    def samples_clipped(self) -> int:
+        """Samples beyond full scale clipped to ±1 so far."""
+        return self._guard.clipped_samples
+
+    def _window(self, index: int, start: int, samples: np.ndarray) -> Window:
+        rate = self._windower.rate
+        t, end = start / rate, (start + len(samples)) / rate
+        valid = self._guard.clean(start, start + len(samples))
+        self.windows_invalid += not valid
+        return Window(index=index, start=t, end=end, samples=samples,
+                      mono_end=time.monotonic() if self.live else end, dbfs=dbfs(samples), valid=valid)
+
     def _emit(self, samples: np.ndarray) -> None:
         w = self._windower
         for tap in self.taps:
             tap(w.samples_seen, samples)
         for index, start, win in w.push(samples):
-            t = start / w.rate
-            window = Window(
-                index=index,
-                start=t,
-                end=t + w.window / w.rate,
-                samples=win,
-                mono_end=time.monotonic() if self.live else t + w.window / w.rate,
-                dbfs=dbfs(win),
-            )
-            self.windows.put(window, block=self.source.lossless)
+            self.windows.put(self._window(index, start, win), block=self.source.lossless)
+
+    def _finish(self) -> None:
+        """End of the stream: flush the resampler; a file shorter than a window is one short window."""
+        self._emit(self._guard.process(np.zeros(0, np.float32), last=True))
+        short = None if self.live else self._windower.partial()
+        if short is not None:
+            self.windows.put(self._window(0, 0, short), block=self.source.lossless)
 
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
                 block = self.source.read(0.5)
                 if block is None:
-                    self._emit(self._resampler.process(np.zeros(0, np.float32), last=True))
+                    self._finish()
                     break
                 self.last_progress = time.monotonic()
                 if block.size:
-                    if self.source.rate != self._resampler.in_rate:  # reopened at another rate
-                        self._resampler = StreamResampler(self.source.rate)
-                    self._emit(self._resampler.process(block))
+                    if self.source.rate != self._guard.in_rate:  # reopened at another rate
+                        self._guard.set_rate(self.source.rate, self._windower.samples_seen)
+                    self._emit(self._guard.process(block))
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which exits non-zero
             self.error = exc
             log.error("%s", exc)

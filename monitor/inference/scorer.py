@@ -15,13 +15,20 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from monitor.inference.embedcache import EmbeddingCache, model_key
+from monitor.inference.examples import ExampleBank, ExampleSettings
+from monitor.inference.text import TextEncoder
 from monitor.labels import LabelPrompts
 
-__all__ = ["ClapScorer", "LabelPrompts", "ModelLoadError", "bf16_supported", "default_threads"]
+__all__ = ["ClapScorer", "LabelPrompts", "ModelLoadError", "TextEncoder", "bf16_supported", "default_threads"]
+
+if TYPE_CHECKING:
+    from transformers import ClapModel
 
 log = logging.getLogger(__name__)
 
@@ -72,17 +79,12 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _mean_direction(rows: torch.Tensor) -> torch.Tensor:
-    # Prompt ensembling as in CLIP/CLAP: average the unit vectors, renormalise. One prompt stays as it is,
-    # so single-prompt labels score exactly like the pipeline.
-    return rows[0] if len(rows) == 1 else torch.nn.functional.normalize(rows.mean(0), dim=-1)
-
-
 class ClapScorer:
     """Zero-shot scores of 48 kHz windows against a set of labels."""
 
     def __init__(
-        self, model: str, threads: int | None = None, fast_features: bool = True, precision: str = "fp32"
+        self, model: str, threads: int | None = None, fast_features: bool = True, precision: str = "fp32",
+        text: TextEncoder | None = None, examples: ExampleSettings | None = None,
     ) -> None:
         from transformers import ClapModel, ClapProcessor
         from transformers.utils import logging as hf_logging
@@ -115,7 +117,14 @@ class ClapScorer:
         self._set_precision(precision)
         self.labels: list[str] = []
         self._text: torch.Tensor | None = None
-        self._cache: dict[tuple[str, ...], torch.Tensor] = {}  # prompts → label embedding
+        # Prompts → label embedding, shared with the command dispatcher, which encodes new labels into it.
+        self.text = text if text is not None else TextEncoder(model)
+        self.text.attach(self.tokenizer, self.model.config.text_config)
+        self._text_cols: list[int] = []  # columns of self.labels that have prompts (all, unless examples-only labels)
+        ex = examples or ExampleSettings()
+        key = model_key(model, [getattr(self.model.config, "_commit_hash", None), self.model.config.to_json_string(),
+                                precision, self._fast is not None, ex.window_seconds, ex.hop_seconds])
+        self.examples = ExampleBank(ex, EmbeddingCache(ex.cache_folder, key, ex.max_cache_bytes))
         log.info("loaded %s in %.1f s", model, time.monotonic() - t0)
 
     def _set_precision(self, precision: str) -> None:
@@ -146,55 +155,38 @@ class ClapScorer:
         raise ModelLoadError(f"inference.precision: unknown precision {precision!r}")
 
     # --- text side -----------------------------------------------------------------------------
-    @torch.inference_mode()
+    def _text_model(self) -> ClapModel | None:
+        """The full model while it still has its text tower (start-up), else None (the encoder loads it)."""
+        return self.model if getattr(self.model, "text_model", None) is not None else None
+
     def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
         """Unit-norm text embeddings, one row per prompt (runs the text tower)."""
-        text_model = getattr(self.model, "text_model", None)
-        if text_model is None:
-            return self._encode_with_reloaded_text_tower(prompts)
-        inputs = self.tokenizer(list(prompts), padding=True, return_tensors="pt")
-        return self.model.get_text_features(**inputs).pooler_output
-
-    def _encode_with_reloaded_text_tower(self, prompts: Sequence[str]) -> torch.Tensor:
-        # The text tower was freed after start-up; a new label at run time loads it for one encoding.
-        from transformers import ClapTextModelWithProjection
-
-        text = ClapTextModelWithProjection.from_pretrained(self.model_id).eval()
-        try:
-            inputs = self.tokenizer(list(prompts), padding=True, return_tensors="pt")
-            with torch.inference_mode():
-                return torch.nn.functional.normalize(text(**inputs).text_embeds, dim=-1)
-        finally:
-            del text
-            gc.collect()
+        return self.text.encode(prompts, self._text_model())
 
     def sync_labels(self, labels: Sequence[LabelPrompts]) -> dict[str, str]:
         """Score exactly ``labels`` (in order) from now on; returns name → reason for labels left out.
 
-        Only labels whose prompts were never encoded run the text tower, all of them in one batch (one reload
-        of a freed text tower however many labels a burst of commands added). If that encoding fails, the
-        new labels are left out and named in the result; the others keep scoring.
+        At run time the command dispatcher has already encoded new labels into the shared cache
+        (:mod:`monitor.inference.text`), so this only installs vectors. Labels still missing (start-up, or a
+        change that did not come through the dispatcher) are encoded here, all in one batch. If that fails, the
+        new labels are left out and named in the result; the others keep scoring. Example and negative files
+        never embedded (or changed) run the audio tower once each (:mod:`monitor.inference.examples`); a label
+        without prompts and without a usable example is left out too.
         """
-        missing = [lbl for lbl in labels if lbl.prompts not in self._cache]
-        failed: dict[str, str] = {}
-        if missing:
-            try:
-                emb = self.encode_prompts([p for lbl in missing for p in lbl.prompts])
-            except Exception as exc:  # noqa: BLE001 - any failure of the text side is reported per label
-                log.error("cannot encode the prompts of %s: %s", ", ".join(lbl.name for lbl in missing), exc)
-                failed = {lbl.name: f"cannot encode the prompts: {exc}" for lbl in missing}
-            else:
-                i = 0
-                for lbl in missing:
-                    self._cache[lbl.prompts] = _mean_direction(emb[i : i + len(lbl.prompts)])
-                    i += len(lbl.prompts)
+        failed = self.text.encode_labels([lbl for lbl in labels if lbl.prompts], self._text_model())
+        dim = int(self.model.config.projection_dim)
+        failed |= self.examples.sync([lbl for lbl in labels if lbl.name not in failed],
+                                     lambda x: self.audio_embeddings(x).numpy(), dim)
         keep = [lbl for lbl in labels if lbl.name not in failed]
-        if keep:
-            self._text = torch.stack([self._cache[lbl.prompts] for lbl in keep])
+        texted = [lbl for lbl in keep if lbl.prompts]  # a label with prompts: [] is not in the text softmax
+        vectors = [self.text.cache.get(lbl.prompts) for lbl in texted]
+        if any(v is None for v in vectors):  # pruned by nobody but this thread, so never; say so if it happens
+            raise RuntimeError("label embeddings vanished from the cache")
+        if texted:
+            self._text = torch.stack([v for v in vectors if v is not None])
+        self._text_cols = [i for i, lbl in enumerate(keep) if lbl.prompts]
         self.labels = [lbl.name for lbl in keep]
-        wanted = {lbl.prompts for lbl in keep}
-        for key in [k for k in self._cache if k not in wanted]:  # bounded by the label set
-            del self._cache[key]
+        self.text.cache.prune({lbl.prompts for lbl in texted})  # bounded by the label set
         return failed
 
     def set_labels(self, labels: Sequence[LabelPrompts]) -> None:
@@ -203,12 +195,13 @@ class ClapScorer:
             raise ValueError("at least one label is needed")
         failed = self.sync_labels(labels)
         if failed:
-            raise ModelLoadError(f"model '{self.model_id}': {next(iter(failed.values()))}")
+            name, why = next(iter(failed.items()))
+            raise ModelLoadError(f"model '{self.model_id}', label '{name}': {why}")
 
     def label_embeddings(self) -> dict[str, torch.Tensor]:
-        """Current label → text embedding."""
+        """Current label → text embedding (labels scored by their examples alone have none)."""
         assert self._text is not None
-        return {name: self._text[i] for i, name in enumerate(self.labels)}
+        return {self.labels[col]: self._text[i] for i, col in enumerate(self._text_cols)}
 
     def free_text_tower(self) -> None:
         """Drop the text tower once prompts are encoded (saves ~500 MB on the real checkpoint)."""
@@ -244,9 +237,22 @@ class ClapScorer:
 
     @torch.inference_mode()
     def score(self, windows: np.ndarray) -> np.ndarray:
-        """Softmax scores (batch, n_labels) over the current labels."""
-        if self._text is None:
+        """Scores (batch, n_labels) over the current labels: the zero-shot softmax, with examples and negatives
+        applied where labels have them."""
+        if not self.labels:
             raise RuntimeError("set_labels() first")
-        audio = self.audio_embeddings(windows)
-        logits = audio @ self._text.T * self.logit_scale
-        return logits.softmax(dim=-1).float().numpy()
+        return self.score_embeddings(self.audio_embeddings(windows))
+
+    @torch.inference_mode()
+    def score_embeddings(self, audio: torch.Tensor) -> np.ndarray:
+        """:meth:`score` from unit audio embeddings (batch, dim): what ``evaluate`` uses to keep the embeddings."""
+        text = None
+        if self._text is not None:
+            logits = audio @ self._text.T * self.logit_scale
+            text = logits.softmax(dim=-1).float().numpy()
+        if self.examples.layout is None and text is not None and len(self._text_cols) == len(self.labels):
+            return text  # no examples anywhere: exactly the zero-shot pipeline's scores
+        full = np.zeros((len(audio), len(self.labels)), np.float32)
+        if text is not None:
+            full[:, self._text_cols] = text
+        return self.examples.score(audio.float().numpy(), full)

@@ -5,11 +5,16 @@ latency stays bounded), applies the loudness gate, scores whatever is pending as
 :class:`ScoredWindow` records to the results queue. At the top of its loop it pulls the label registry:
 when the wanted labels changed, it syncs the scorer (text embeddings) and the adaptive hop's thresholds,
 then reports the version applied (:meth:`monitor.labels.LabelRegistry.settle`).
+
+Windows marked invalid by the windowing thread (samples that are not audio) are never scored. A window whose
+scores come back non-finite (a broken checkpoint, a numerical fault) is treated as a failed inference: counted
+in ``errors``, logged (at most every 30 s) and dropped, so no NaN reaches the detector or any sink.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Sequence
@@ -23,6 +28,8 @@ from monitor.labels import LabelPrompts, LabelRegistry
 from monitor.records import ScoredWindow, Window
 
 log = logging.getLogger(__name__)
+
+NONFINITE_LOG_EVERY = 30.0  # seconds between two "non-finite scores" log lines
 
 
 class Scorer(Protocol):
@@ -64,6 +71,7 @@ class InferenceWorker:
         self.skipped = 0  # by the loudness gate
         self.idle_skipped = 0  # by the adaptive hop
         self.errors = 0
+        self._last_nonfinite_log = -math.inf
         self.busy_since: float | None = None
         self.last_progress = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
@@ -113,11 +121,23 @@ class InferenceWorker:
                 self._process(batch)
 
     def _skip_reason(self, window: Window) -> str:
+        if not window.valid:
+            return "invalid"
         if self.min_dbfs is not None and window.dbfs < self.min_dbfs:
             return "gate"
         if self.adaptive is not None and not self.adaptive.should_score(window.index, window.dbfs):
             return "idle"
         return ""
+
+    def _nonfinite(self, windows: Sequence[Window]) -> None:
+        """Non-finite scores: a failed inference for these windows (counted once per call, logged at most every
+        30 s)."""
+        self.errors += 1
+        now = time.monotonic()
+        if now - self._last_nonfinite_log >= NONFINITE_LOG_EVERY:
+            self._last_nonfinite_log = now
+            log.error("inference gave non-finite scores (NaN/inf) for %d window(s) from %.1f s; they are dropped "
+                      "(%d failed inference call(s) so far)", len(windows), windows[0].start, self.errors)
 
     def _process(self, batch: Sequence[Window]) -> None:
         reasons = {w.index: self._skip_reason(w) for w in batch}
@@ -138,13 +158,17 @@ class InferenceWorker:
             elapsed = time.monotonic() - t0
             if matrix is not None:
                 names = self.scorer.labels
-                for w, row in zip(todo, matrix, strict=True):
-                    scores[w.index] = {n: float(s) for n, s in zip(names, row, strict=True)}
+                finite = np.isfinite(matrix).all(axis=1)
+                if not finite.all():
+                    self._nonfinite([w for w, ok in zip(todo, finite, strict=True) if not ok])
+                for w, row, ok in zip(todo, matrix, finite, strict=True):
+                    if ok:
+                        scores[w.index] = {n: float(s) for n, s in zip(names, row, strict=True)}
         for w in batch:
             reason = reasons[w.index]
             if not reason and w.index not in scores:
                 continue  # failed inference: nothing to report
-            if self.adaptive is not None and reason != "idle":
+            if self.adaptive is not None and reason not in ("idle", "invalid"):
                 self.adaptive.observe(scores.get(w.index), w.dbfs)
             self.scored += not reason
             self.skipped += reason == "gate"

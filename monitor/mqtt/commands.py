@@ -1,122 +1,108 @@
 """Runtime control over MQTT: JSON commands on ``<prefix>/command`` change labels without a restart.
 
-Threads: a command arrives on paho's network thread, which only puts its payload in a bounded queue (a full
-queue is answered "busy" at once, so no command goes unanswered). The dispatcher thread, the one owner of
-commands, parses and validates each, changes the :class:`~monitor.labels.LabelRegistry` and waits for the
-inference thread to report the new label version applied before it answers, so an ``ok`` means the next
-window is scored with the change. A new label costs one text encoding; the other labels' embeddings are
-kept. Every command is answered on ``<prefix>/command/response``; a command that fails changes nothing.
-Runtime changes live in memory only: they are not written back to config.yaml.
+Threads: a command arrives on paho's network thread, which only bounds it and queues it: every message costs
+a token of a bucket (:data:`COMMAND_BURST` at once, :data:`COMMAND_RATE` per second after), a payload over
+:data:`~monitor.mqtt.validation.MAX_PAYLOAD` is not read, a retained command is never applied (it would run
+again at every start), and a full queue answers "busy". Those refusals are answered at once, themselves bounded
+by a second bucket; past it a refused command is only counted and logged, so a flood cannot flood the answers.
+
+The dispatcher thread, the one owner of commands, takes every queued command as one burst: it parses and
+validates each against a :class:`~monitor.labels.LabelDraft`, encodes the burst's new prompts itself (the text
+tower loaded once for the burst, never on the inference thread, which keeps scoring), commits the draft (one
+label version), waits once for the inference thread to apply it and answers every command, so an ``ok`` means
+the next window is scored with the change. Every command is answered on ``<prefix>/command/response``; a command
+that fails changes nothing. Runtime changes live in memory only: they are not written back to config.yaml.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
-import math
 import queue
 import threading
-from typing import Any
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from monitor import __version__
-from monitor.config import Config, slugify
-from monitor.labels import Label, LabelError, LabelRegistry, LabelSet
+from monitor.config import Config
+from monitor.labels import LabelDraft, LabelError, LabelRegistry, clip
 from monitor.mqtt.publisher import MqttPublisher
+from monitor.mqtt.summary import config_summary
+from monitor.mqtt.teach import Teacher
 from monitor.mqtt.topics import Topics
+from monitor.mqtt.validation import (
+    ACTIONS,
+    MAX_ERROR,
+    MAX_PAYLOAD,
+    CommandError,
+    TokenBucket,
+    check_keys,
+    echo,
+    label_key,
+    new_label,
+    parse_command,
+    reply_fields,
+    threshold,
+)
+
+if TYPE_CHECKING:
+    from monitor.inference.text import TextEncoder
+
+__all__ = ["ACTIONS", "QUEUE_SIZE", "CommandDispatcher", "CommandError", "TokenBucket", "config_summary",
+           "parse_command"]
 
 log = logging.getLogger(__name__)
 
-ACTIONS = ("set_threshold", "enable", "disable", "add_label", "remove_label", "get_config")
-MAX_PROMPTS = 20
-MAX_NAME = 100
 QUEUE_SIZE = 64  # commands waiting for the dispatcher; past this they are answered "busy"
 APPLY_TIMEOUT = 60.0  # how long an answer waits for the inference thread to apply a change
+COMMAND_BURST = 50  # commands taken at once (a script setting up every label) ...
+COMMAND_RATE = 2.0  # ... and per second after that
+ANSWER_BURST = 256  # refusals answered at once (over the rate, too large, retained, busy) ...
+ANSWER_RATE = 10.0  # ... and per second after that; past this a refused command is only counted and logged
+REFUSAL_LOG_SECONDS = 60.0  # network-thread refusals are logged once, then summed up at most this often
 
 
-class CommandError(Exception):
-    """A command that cannot be applied; the message is the reason sent back."""
+@dataclass
+class _Answer:
+    """One command's outcome within a burst, answered once the burst is applied."""
 
-
-def config_summary(cfg: Config, labels: LabelSet) -> dict[str, Any]:
-    """The retained ``<prefix>/config`` payload: what this node listens for right now."""
-    return {
-        "node": cfg.node_name(),
-        "version": __version__,
-        "model": cfg.model,
-        "labels": [lbl.summary() for lbl in labels.labels],
-        "background": list(labels.background),
-        "prompt_template": labels.template,
-    }
-
-
-def parse_command(payload: bytes) -> dict[str, Any]:
-    """Decode a command payload (a JSON object with a string ``action``); raises CommandError."""
-    try:
-        data = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CommandError(f"not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise CommandError("a command must be a JSON object")
-    action = data.get("action")
-    if not isinstance(action, str):
-        raise CommandError(f"'action' must be one of {', '.join(ACTIONS)}")
-    if action not in ACTIONS:
-        raise CommandError(f"unknown action '{action}' (known: {', '.join(ACTIONS)})")
-    return data
-
-
-def _check_keys(cmd: dict[str, Any], allowed: set[str]) -> None:
-    unknown = sorted(set(cmd) - allowed - {"action", "id"})
-    if unknown:
-        raise CommandError(f"unknown key(s) for {cmd['action']}: {', '.join(unknown)}")
-
-
-def _threshold(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise CommandError(f"threshold must be a number between 0 and 1 (got {value!r})")
-    if not 0.0 <= value <= 1.0:
-        raise CommandError(f"threshold must be between 0 and 1 (got {value!r})")
-    return float(value)
-
-
-def _label_key(cmd: dict[str, Any]) -> str:
-    key = cmd.get("label")
-    if not isinstance(key, str) or not key.strip():
-        raise CommandError("'label' (a label name or id) is required")
-    return key
-
-
-def new_label(cmd: dict[str, Any], default_threshold: float) -> Label:
-    """The label an ``add_label`` command describes (validated; raises CommandError)."""
-    _check_keys(cmd, {"name", "prompts", "threshold", "enabled"})
-    name = cmd.get("name")
-    if not isinstance(name, str) or not name.strip():
-        raise CommandError("'name' (a non-empty string) is required")
-    name = name.strip()
-    if len(name) > MAX_NAME:
-        raise CommandError(f"'name' is longer than {MAX_NAME} characters")
-    prompts = cmd.get("prompts", [name])
-    if (not isinstance(prompts, list) or not prompts or len(prompts) > MAX_PROMPTS
-            or not all(isinstance(p, str) and p.strip() for p in prompts)):
-        raise CommandError(f"'prompts' must be a list of 1 to {MAX_PROMPTS} non-empty strings")
-    threshold = _threshold(cmd["threshold"]) if "threshold" in cmd else default_threshold
-    enabled = cmd.get("enabled", True)
-    if not isinstance(enabled, bool):
-        raise CommandError("'enabled' must be true or false")
-    return Label(name, slugify(name), tuple(p.strip() for p in prompts), threshold, enabled)
+    cmd: dict[str, Any]
+    ok: bool
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    label: str | None = None  # the label the change touches (it fails with that label's encoding)
+    change: bool = False  # changes labels: waits for the burst to be applied
+    note: str = ""  # logged once applied
 
 
 class CommandDispatcher:
-    """Owns runtime commands: one thread parses, validates, applies (through the registry) and answers."""
+    """Owns runtime commands: one thread validates, applies (through the registry) and answers them, a burst
+    at a time; the network thread only bounds and queues them."""
 
-    def __init__(self, cfg: Config, registry: LabelRegistry, publisher: MqttPublisher, topics: Topics) -> None:
+    def __init__(self, cfg: Config, registry: LabelRegistry, publisher: MqttPublisher, topics: Topics,
+                 text: TextEncoder | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.cfg = cfg
         self.registry = registry
         self.publisher = publisher
         self.topics = topics
+        self.text = text  # encodes new labels' prompts here; None: the inference thread does it
+        self.teacher = Teacher(cfg)  # add_example, add_negative (monitor/mqtt/teach.py)
+        self.received = 0  # messages on the command topic (network thread)
+        self.unanswered = 0  # refused without an answer (past the answer bucket)
+        self._commands = TokenBucket(COMMAND_BURST, COMMAND_RATE, clock)
+        self._answers = TokenBucket(ANSWER_BURST, ANSWER_RATE, clock)
+        self._clock = clock
+        self._refused_since_log = 0
+        self._last_refusal_log: float | None = None
         self._queue: queue.Queue[bytes | None] = queue.Queue(QUEUE_SIZE)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="commands", daemon=True)
+        # The burst being handled, so that a shutdown that cannot wait for it (the thread is deep in a text
+        # encoding) still answers it; once answered that way, the thread answers nothing more.
+        self._hand_lock = threading.Lock()
+        self._in_hand: list[bytes] = []
+        self._abandoned = False
 
     def start(self) -> None:
         """Subscribe to the command topic and start the dispatcher thread."""
@@ -131,109 +117,202 @@ class CommandDispatcher:
         try:
             self._queue.put_nowait(None)
         except queue.Full:
-            pass  # the thread sees _stop after the command in hand
+            pass  # the thread sees _stop after the burst in hand
         if self._thread.is_alive():
             self._thread.join(timeout)
+        if self._thread.is_alive():
+            with self._hand_lock:
+                self._abandoned = True
+                in_hand, self._in_hand = self._in_hand, []
+            for payload in in_hand:
+                self._respond(echo(payload), False, "not applied: the monitor is stopping")
 
-    def _on_message(self, topic: str, payload: bytes) -> None:
-        # Network thread: queue only; never block paho's loop.
+    # --- network thread: bound and queue, never parse what is not answered -------------------------
+    def _on_message(self, topic: str, payload: bytes, retained: bool = False) -> None:
         if topic != self.topics.command:
             return
-        try:
-            self._queue.put_nowait(payload)
-        except queue.Full:
-            self._respond(_echo(payload), False, f"busy: {QUEUE_SIZE} commands are waiting; try again")
+        self.received += 1
+        if not self._commands.take():
+            self._refuse(payload, f"rate limited: at most {COMMAND_BURST} commands at once and "
+                                  f"{COMMAND_RATE:g} per second after; not applied, try again later")
+        elif len(payload) > MAX_PAYLOAD:
+            self._refuse(None, f"command too large: {len(payload)} bytes (at most {MAX_PAYLOAD}); not read")
+        elif retained:
+            log.warning("a retained command on %s was not applied: commands must not be published retained "
+                        "(clear it: mosquitto_pub -r -n -t '%s')", topic, topic)
+            self._refuse(payload, "retained command not applied: a retained command would run again at every "
+                                  "start; publish commands without the retain flag and clear this one", log_it=False)
+        else:
+            try:
+                self._queue.put_nowait(payload)
+            except queue.Full:
+                self._refuse(payload, f"busy: {QUEUE_SIZE} commands are waiting; try again")
 
+    def _refuse(self, payload: bytes | None, error: str, log_it: bool = True) -> None:
+        """Answer a command refused on the network thread, unless answers are over their own rate."""
+        answered = self._answers.take()
+        if answered:
+            self._respond(echo(payload), False, error)  # echo reads it within the size/depth bounds
+        else:
+            self.unanswered += 1
+        if log_it:
+            self._log_refusal(error)
+
+    def _log_refusal(self, error: str) -> None:
+        # The first refusal is logged; later ones are summed up at most every REFUSAL_LOG_SECONDS.
+        self._refused_since_log += 1
+        now = self._clock()
+        if self._last_refusal_log is not None and now - self._last_refusal_log < REFUSAL_LOG_SECONDS:
+            return
+        log.warning("runtime commands: %d refused before reading (latest: %s); %d left unanswered in all, "
+                    "answers to refusals are limited to %g per second", self._refused_since_log,
+                    clip(error, 120), self.unanswered, ANSWER_RATE)
+        self._refused_since_log = 0
+        self._last_refusal_log = now
+
+    # --- dispatcher thread ---------------------------------------------------------------------------
     def _run(self) -> None:
         while not self._stop.is_set():
-            payload = self._queue.get()
-            if payload is None:
+            first = self._queue.get()
+            if first is None:
                 return
-            self.handle(payload)
+            burst = [first]
+            with contextlib.suppress(queue.Empty):
+                while len(burst) < QUEUE_SIZE:
+                    item = self._queue.get_nowait()
+                    if item is None:
+                        self._stop.set()
+                        break
+                    burst.append(item)
+            with self._hand_lock:
+                self._in_hand = burst
+            self.handle_burst(burst)
+            with self._hand_lock:
+                self._in_hand = []
 
-    # --- commands (dispatcher thread) --------------------------------------------------------------
     def handle(self, payload: bytes) -> None:
         """Parse, validate and apply one command payload, answering on the response topic."""
+        self.handle_burst([payload])
+
+    def handle_burst(self, payloads: list[bytes]) -> None:
+        """Apply a burst of commands as one label change and answer each, in order."""
+        try:
+            draft = self.registry.draft()
+            answers = [self._apply(payload, draft) for payload in payloads]
+            if any(a.change for a in answers):
+                self._commit(draft, answers)
+        except Exception as exc:  # a bug must not kill the dispatcher or leave commands unanswered
+            log.exception("runtime commands: a burst of %d failed", len(payloads))
+            answers = [_Answer(echo(p), False, f"internal error: {exc}") for p in payloads]
+        with self._hand_lock:
+            if self._abandoned:  # the shutdown answered this burst already
+                return
+        refused = [a for a in answers if not a.ok]
+        for answer in answers:
+            self._finish(answer)
+        if refused:
+            first = refused[0]
+            log.warning("runtime commands: %d of %d refused (first: %s: %s)", len(refused), len(answers),
+                        reply_fields(first.cmd)["action"], clip(first.error or "", 160))
+
+    def _apply(self, payload: bytes, draft: LabelDraft) -> _Answer:
         try:
             cmd = parse_command(payload)
         except CommandError as exc:
-            self._respond(_echo(payload), False, str(exc))
-            return
+            return _Answer(echo(payload), False, str(exc))
         try:
-            getattr(self, f"_cmd_{cmd['action']}")(cmd)
+            return getattr(self, f"_cmd_{cmd['action']}")(cmd, draft)
         except (CommandError, LabelError) as exc:
-            log.warning("command %s refused: %s", cmd.get("action"), exc)
-            self._respond(cmd, False, str(exc))
+            return _Answer(cmd, False, str(exc))
 
-    def _applied(self, version: int) -> None:
-        if not self.registry.wait_applied(version, APPLY_TIMEOUT, self._stop):
-            why = "the monitor is stopping" if self._stop.is_set() else f"not applied within {APPLY_TIMEOUT:g} s"
-            raise CommandError(f"accepted but {why}")
+    def _commit(self, draft: LabelDraft, answers: list[_Answer]) -> None:
+        """Encode the draft's new prompts (here, not on the inference thread), commit it, wait once."""
+        missing = self.text.cache.missing(draft.snapshot().scored()) if self.text is not None else []
+        pinned = self.text.cache.pinned(m.prompts for m in missing) if self.text else contextlib.nullcontext()
+        with pinned:  # a sync of an older version must not prune what this burst encoded
+            failed = self.text.encode_labels(missing) if self.text is not None and missing else {}
+            if failed:
+                draft.drop(failed)
+                for a in answers:
+                    if a.ok and a.label in failed:
+                        a.ok, a.error, a.change = False, failed[a.label], False
+            version = self.registry.commit(draft)
+            if self.registry.wait_applied(version, APPLY_TIMEOUT, self._stop):
+                return
+        why = "the monitor is stopping" if self._stop.is_set() else f"not applied within {APPLY_TIMEOUT:g} s"
+        for a in answers:
+            if a.ok and a.change:
+                a.ok, a.error = False, f"accepted but {why}"
 
-    def _cmd_set_threshold(self, cmd: dict[str, Any]) -> None:
-        _check_keys(cmd, {"label", "threshold"})
-        key = _label_key(cmd)
+    def _finish(self, answer: _Answer) -> None:
+        """Answer one command of an applied burst."""
+        if answer.ok and answer.cmd.get("action") == "add_label" and answer.label is not None:
+            error = self.registry.error(answer.label)  # the inference thread could not encode it
+            if error is not None and self.registry.applied().find(answer.label) is None:
+                answer.ok, answer.error, answer.extra = False, error, {"label": answer.label}
+        if answer.ok and answer.cmd.get("action") == "get_config":
+            summary = config_summary(self.cfg, self.registry.applied())
+            self.publisher.publish(self.topics.config, summary, retain=True)
+            answer.extra["config"] = summary
+        if answer.ok and answer.note:
+            log.info("runtime: %s", answer.note)
+        self._respond(answer.cmd, answer.ok, answer.error, **answer.extra)
+
+    # --- the commands (each validated against the draft; raises CommandError or LabelError) ----------
+    def _cmd_set_threshold(self, cmd: dict[str, Any], draft: LabelDraft) -> _Answer:
+        check_keys(cmd, {"label", "threshold"})
+        key = label_key(cmd)
         if "threshold" not in cmd:
             raise CommandError("'threshold' is required")
-        label, version = self.registry.update(key, threshold=_threshold(cmd["threshold"]))
-        self._applied(version)
-        log.info("runtime: threshold of %s set to %g", label.name, label.threshold)
-        self._respond(cmd, True, label=label.name, threshold=label.threshold)
+        label = draft.update(key, threshold=threshold(cmd["threshold"]))
+        return _Answer(cmd, True, extra={"label": label.name, "threshold": label.threshold}, label=label.name,
+                       change=True, note=f"threshold of {label.name} set to {label.threshold:g}")
 
-    def _set_enabled(self, cmd: dict[str, Any], enabled: bool) -> None:
-        _check_keys(cmd, {"label"})
-        label, version = self.registry.update(_label_key(cmd), enabled=enabled)
-        self._applied(version)
-        log.info("runtime: %s %s", "enabled" if enabled else "disabled", label.name)
-        self._respond(cmd, True, label=label.name, enabled=enabled)
+    def _set_enabled(self, cmd: dict[str, Any], draft: LabelDraft, enabled: bool) -> _Answer:
+        check_keys(cmd, {"label"})
+        label = draft.update(label_key(cmd), enabled=enabled)
+        return _Answer(cmd, True, extra={"label": label.name, "enabled": enabled}, label=label.name, change=True,
+                       note=f"{'enabled' if enabled else 'disabled'} {label.name}")
 
-    def _cmd_enable(self, cmd: dict[str, Any]) -> None:
-        self._set_enabled(cmd, True)
+    def _cmd_enable(self, cmd: dict[str, Any], draft: LabelDraft) -> _Answer:
+        return self._set_enabled(cmd, draft, True)
 
-    def _cmd_disable(self, cmd: dict[str, Any]) -> None:
-        self._set_enabled(cmd, False)
+    def _cmd_disable(self, cmd: dict[str, Any], draft: LabelDraft) -> _Answer:
+        return self._set_enabled(cmd, draft, False)
 
-    def _cmd_get_config(self, cmd: dict[str, Any]) -> None:
-        _check_keys(cmd, set())
-        summary = config_summary(self.cfg, self.registry.applied())
-        self.publisher.publish(self.topics.config, summary, retain=True)
-        self._respond(cmd, True, config=summary)
+    def _cmd_get_config(self, cmd: dict[str, Any], draft: LabelDraft) -> _Answer:
+        check_keys(cmd, set())
+        return _Answer(cmd, True)  # the summary is read once the burst is applied
 
-    def _cmd_add_label(self, cmd: dict[str, Any]) -> None:
+    def _cmd_add_label(self, cmd: dict[str, Any], draft: LabelDraft) -> _Answer:
         label = new_label(cmd, self.cfg.detection.threshold)
-        version = self.registry.add(label)
-        self._applied(version)
-        error = self.registry.error(label.name)
-        if error is not None and self.registry.applied().find(label.name) is None:
-            self._respond(cmd, False, error, label=label.name)
-            return
-        log.info("runtime: added label %s (threshold %g)", label.name, label.threshold)
-        self._respond(cmd, True, label=label.name, label_id=label.label_id, threshold=label.threshold)
+        draft.add(label)
+        return _Answer(cmd, True, extra={"label": label.name, "label_id": label.label_id,
+                                         "threshold": label.threshold},
+                       label=label.name, change=True, note=f"added label {label.name} (threshold {label.threshold:g})")
 
-    def _cmd_remove_label(self, cmd: dict[str, Any]) -> None:
-        _check_keys(cmd, {"label"})
-        label, version = self.registry.remove(_label_key(cmd))
-        self._applied(version)
-        log.info("runtime: removed label %s", label.name)
-        self._respond(cmd, True, label=label.name)
+    def _cmd_remove_label(self, cmd: dict[str, Any], draft: LabelDraft) -> _Answer:
+        check_keys(cmd, {"label"})
+        label = draft.remove(label_key(cmd))
+        return _Answer(cmd, True, extra={"label": label.name}, change=True, note=f"removed label {label.name}")
+
+    def _cmd_add_example(self, cmd: dict[str, Any], draft: LabelDraft) -> _Answer:
+        # The clip is checked and copied here; the inference thread embeds it once the burst is committed.
+        check_keys(cmd, {"label", "clip"})
+        changed, extra = self.teacher.add_example(cmd, draft)
+        return _Answer(cmd, True, extra=extra, label=extra["label"], change=changed,
+                       note=f"{extra['clip']} is now an example of {extra['label']}")
+
+    def _cmd_add_negative(self, cmd: dict[str, Any], draft: LabelDraft) -> _Answer:
+        check_keys(cmd, {"label", "clip"})
+        changed, extra = self.teacher.add_negative(cmd, draft)
+        return _Answer(cmd, True, extra=extra, label=extra["label"], change=changed,
+                       note=f"{extra['clip']} is now a negative of {extra['label'] or 'every label'}")
 
     # --- answers -----------------------------------------------------------------------------------
     def _respond(self, cmd: dict[str, Any], ok: bool, error: str | None = None, **extra: Any) -> None:
-        body: dict[str, Any] = {"ok": ok, "action": cmd.get("action")}
-        if "id" in cmd:
-            body["id"] = cmd["id"]
+        body: dict[str, Any] = {"ok": ok, **reply_fields(cmd)}
         if error is not None:
-            body["error"] = error
+            body["error"] = clip(error, MAX_ERROR)
         body.update(extra)
         self.publisher.publish(self.topics.response, body)
-
-
-def _echo(payload: bytes) -> dict[str, Any]:
-    """``action`` and ``id`` of a command that failed to parse, when they can be read, to echo them back."""
-    try:
-        data = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    return {k: data[k] for k in ("action", "id") if k in data}

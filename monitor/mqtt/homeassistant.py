@@ -1,5 +1,7 @@
 """Home Assistant MQTT discovery: one device per node, a sound ``binary_sensor`` and an ``event`` per label,
-and a ``sensor`` for the level.
+a ``sensor`` for the level, (listening to a microphone) a problem ``binary_sensor`` for the audio input, and (with
+clips and commands on) per label two teaching ``button``s that send ``add_negative`` / ``add_example`` for its
+latest event clip.
 
 Topics are ``<discovery_prefix>/<component>/<node_id>/<object_id>/config`` (retained). ``node_id`` is the
 node name's slug and ``object_id`` the label id, so ``unique_id``s stay the same across restarts. Discovery is
@@ -11,14 +13,23 @@ connect the monitor subscribes to its own discovery topics, collects the retaine
 and then makes a round trip: it publishes a token on a private topic it also subscribes to. The broker
 delivers in order, so when the token comes back every retained config has arrived; what no current label
 explains is then deleted. Shutdown waits for that sweep (:meth:`Discovery.wait_swept`), so even a run
-shorter than a second cleans up, and nothing depends on how long anything takes.
+shorter than a second cleans up, and nothing depends on how long anything takes. Only configs whose topics
+(availability, state) lie under this monitor's own ``<prefix>`` are its own: another monitor announcing the
+same node name under another prefix is never swept.
+
+Names: Home Assistant shows an entity as "<device name> <entity name>", so entity names never repeat the
+device's ("Sound monitor kitchen" + "Level", not "... Sound level").
 """
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import logging
+import socket
 import threading
 import uuid
+from pathlib import Path
 from typing import Any
 
 from paho.mqtt.client import topic_matches_sub
@@ -33,19 +44,26 @@ from monitor.records import Event
 log = logging.getLogger(__name__)
 
 LABEL_COMPONENTS = ("binary_sensor", "event")
+# Teaching buttons per label (with clips and commands on): the label's latest event clip becomes a negative / example.
+TEACH_BUTTONS = (("false_alarm", "false alarm", "add_negative", "mdi:thumb-down-outline"),
+                 ("that_was_right", "that was right", "add_example", "mdi:thumb-up-outline"))
 LEVEL_OBJECT_ID = "level"
+INPUT_OBJECT_ID = "audio-input"  # a "-" never appears in a label id, so no label's binary_sensor can take it
 
 
 class Discovery:
     """Publishes and withdraws the Home Assistant discovery configs of one node."""
 
-    def __init__(self, cfg: Config, registry: LabelRegistry, publisher: MqttPublisher, topics: Topics) -> None:
+    def __init__(self, cfg: Config, registry: LabelRegistry, publisher: MqttPublisher, topics: Topics,
+                 input_entity: bool = False) -> None:
         assert cfg.mqtt is not None
         self.cfg = cfg
         self.registry = registry
         self.publisher = publisher
         self.topics = topics
         self.publish_level = cfg.mqtt.publish_level
+        self.teach_buttons = cfg.mqtt.commands and cfg.clips.enabled
+        self.input_entity = input_entity  # a live input (run), whose state is published; a file has none
         self.qos = cfg.mqtt.qos
         self._lock = threading.Lock()
         self._seen: set[str] = set()  # retained discovery topics of this node received since the last connect
@@ -55,13 +73,17 @@ class Discovery:
     # --- payloads ----------------------------------------------------------------------------------
     def device(self) -> dict[str, Any]:
         """The device block every entity of this node shares (so Home Assistant groups them)."""
-        return {
+        device = {
             "identifiers": [f"sound_monitor_{self.topics.node_id}"],
             "name": f"Sound monitor {self.cfg.node_name()}",
-            "model": f"CLAP zero-shot ({self.cfg.model})",
+            "model": f"CLAP zero-shot ({model_name(self.cfg.model)})",
             "manufacturer": "sound-monitor",
             "sw_version": __version__,
         }
+        url = configuration_url(self.cfg)
+        if url is not None:
+            device["configuration_url"] = url
+        return device
 
     def _common(self) -> dict[str, Any]:
         return {
@@ -93,19 +115,52 @@ class Discovery:
                 "event_types": ["start", "end"],
                 **self._common(),
             },
+            **(self.button_configs(label) if self.teach_buttons else {}),
+        }
+
+    def button_configs(self, label: Label) -> dict[str, dict[str, Any]]:
+        """The label's teaching buttons: each press sends a command that teaches its latest event clip."""
+        return {
+            self.topics.discovery("button", f"{label.label_id}_{key}"): {
+                "name": f"{label.name} {name}",
+                "unique_id": f"sound_monitor_{self.topics.node_id}_{label.label_id}_{key}",
+                "command_topic": self.topics.command,
+                "payload_press": json.dumps({"action": action, "label": label.label_id, "clip": "last"}),
+                "icon": icon,
+                **self._common(),
+            }
+            for key, name, action, icon in TEACH_BUTTONS
         }
 
     def level_config(self) -> dict[str, dict[str, Any]]:
         """Discovery topic → payload of the level sensor (dBFS of each window)."""
         return {
             self.topics.discovery("sensor", LEVEL_OBJECT_ID): {
-                "name": "Sound level",
+                "name": "Level",
                 "unique_id": f"sound_monitor_{self.topics.node_id}_level",
                 "state_topic": self.topics.level,
-                "unit_of_measurement": "dB",
+                "unit_of_measurement": "dBFS",
                 "state_class": "measurement",
+                "entity_category": "diagnostic",
                 "suggested_display_precision": 1,
                 "icon": "mdi:waveform",
+                **self._common(),
+            }
+        }
+
+    def input_config(self) -> dict[str, dict[str, Any]]:
+        """Discovery topic → payload of the audio input's problem sensor (on while the microphone is gone)."""
+        return {
+            self.topics.discovery("binary_sensor", INPUT_OBJECT_ID): {
+                "name": "Audio input",
+                "unique_id": f"sound_monitor_{self.topics.node_id}_input",
+                "device_class": "problem",
+                "entity_category": "diagnostic",
+                "state_topic": self.topics.input,
+                "value_template": "{{ value_json.state }}",
+                "payload_on": "down",
+                "payload_off": "up",
+                "json_attributes_topic": self.topics.input,
                 **self._common(),
             }
         }
@@ -118,6 +173,8 @@ class Discovery:
             out.update(self.label_configs(label))
         if self.publish_level:
             out.update(self.level_config())
+        if self.input_entity:
+            out.update(self.input_config())
         return out
 
     # --- lifecycle ---------------------------------------------------------------------------------
@@ -151,10 +208,11 @@ class Discovery:
             if label.label_id not in before:
                 for topic, payload in self.label_configs(label).items():
                     self.publisher.publish(topic, payload, retain=True)
-        for label_id in before - after:
-            for component in LABEL_COMPONENTS:
-                self.publisher.publish(self.topics.discovery(component, label_id), b"", retain=True)
-            self.publisher.publish(self.topics.state(label_id), b"", retain=True)
+        for label in old.labels:
+            if label.label_id not in after:
+                for topic in self.label_configs(label):
+                    self.publisher.publish(topic, b"", retain=True)
+                self.publisher.publish(self.topics.state(label.label_id), b"", retain=True)
 
     def on_event(self, event: Event) -> None:
         """``{"event_type": "start"|"end", ...}`` on the label's event topic (for its event entity)."""
@@ -166,9 +224,11 @@ class Discovery:
         return self._swept.wait(timeout)
 
     # --- network thread ----------------------------------------------------------------------------
-    def _on_message(self, topic: str, payload: bytes) -> None:
+    def _on_message(self, topic: str, payload: bytes, retained: bool = False) -> None:
         if topic == self.topics.ha_status:
-            if payload.strip().lower() == b"online":
+            # Live status only: a retained "online" (Home Assistant can retain its birth message) comes with every
+            # subscription, right after the connect announced everything; answering it would send each config twice.
+            if not retained and payload.strip().lower() == b"online":
                 log.info("Home Assistant is online: republishing discovery")
                 self.announce()
         elif topic == self.topics.discovery_sync:
@@ -178,9 +238,28 @@ class Discovery:
                 seen = set(self._seen)
             self._sweep(seen)
             self._swept.set()
-        elif payload and topic_matches_sub(self.topics.own_discovery, topic):
+        elif payload and topic_matches_sub(self.topics.own_discovery, topic) and self._is_own(payload):
             with self._lock:
                 self._seen.add(topic)
+
+    def _is_own(self, payload: bytes) -> bool:
+        """Whether a retained discovery config is this monitor's: its topics lie under this monitor's prefix.
+
+        The discovery topic holds only the node id, which two monitors may share (same ``node``, different
+        ``topic_prefix``); the payload tells them apart. What cannot be read is not ours to delete.
+        """
+        try:
+            config = json.loads(payload)
+        except ValueError:
+            return False
+        if not isinstance(config, dict):
+            return False
+        topics = [config.get(k) for k in ("state_topic", "stat_t", "availability_topic", "avty_t")]
+        for entry in config.get("availability") or config.get("avty") or []:
+            if isinstance(entry, dict):
+                topics += [entry.get("topic"), entry.get("t")]
+        own = f"{self.topics.prefix}/"
+        return any(isinstance(t, str) and t.startswith(own) for t in topics)
 
     def _sweep(self, seen: set[str]) -> None:
         for topic in sorted(seen - set(self.configs())):
@@ -190,3 +269,39 @@ class Discovery:
             self.publisher.publish(topic, b"", retain=True)
             if component in LABEL_COMPONENTS:
                 self.publisher.publish(self.topics.state(object_id), b"", retain=True)
+
+
+def model_name(model: str) -> str:
+    """The model as Home Assistant shows it: a hub id as is, a local folder by its last component only (the
+    box's folder layout is no business of the dashboard)."""
+    try:
+        local = model.startswith(("/", ".", "~")) or Path(model).expanduser().exists()
+    except (OSError, ValueError):
+        local = False
+    if not local:
+        return model
+    path = Path(model).expanduser()
+    return path.name or path.resolve().name or model
+
+
+def configuration_url(cfg: Config) -> str | None:
+    """``http://<host>:<port>/metrics`` when metrics are served where another box can reach them, else None.
+
+    A wildcard bind is reached through this box's host name; a loopback bind is left out, because Home
+    Assistant, on another box as a rule, would only get a dead link.
+    """
+    port, bind = cfg.metrics.port, cfg.metrics.bind.strip()
+    if port is None or bind.lower() == "localhost":
+        return None
+    if bind in ("", "0.0.0.0", "::"):
+        host = socket.gethostname()
+    else:
+        try:
+            ip = ipaddress.ip_address(bind)
+        except ValueError:
+            host = bind  # a host name
+        else:
+            if ip.is_loopback:
+                return None
+            host = f"[{bind}]" if ip.version == 6 else bind
+    return f"http://{host}:{port}/metrics"

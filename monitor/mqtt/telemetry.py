@@ -1,5 +1,11 @@
-"""Per-window telemetry over MQTT: the level on ``<prefix>/level`` (``mqtt.publish_level``) and the top scores on
-``<prefix>/scores`` (``mqtt.publish_scores``), so thresholds can be tuned from a dashboard."""
+"""Telemetry over MQTT: the level on ``<prefix>/level`` (``mqtt.publish_level``) and each window's top scores on
+``<prefix>/scores`` (``mqtt.publish_scores``), so thresholds can be tuned from a dashboard.
+
+The level is thinned: published when it moved ``mqtt.level_deadband_db`` from the last value sent, and at
+most once per ``mqtt.level_interval_seconds``. A sensor that changes every second fills Home Assistant's
+recorder with ~86,000 rows a day; a dashboard needs the moves, not the jitter. The interval runs on the
+stream clock (the windows' times), so a replay thins the same way as live audio, however fast it runs.
+"""
 
 from __future__ import annotations
 
@@ -16,16 +22,21 @@ class Telemetry:
         self.publisher = publisher
         self.topics = topics
         self.publish_level = cfg.publish_level
+        self.level_deadband = cfg.level_deadband_db
+        self.level_interval = cfg.level_interval_seconds
         self.publish_scores = cfg.publish_scores
         self.top_n = cfg.scores_top_n
+        self._last_level: tuple[float, float] | None = None  # (stream time, dBFS) of the last level published
 
     def on_window(self, sw: ScoredWindow) -> None:
         """Publish this window's level and scores."""
         # Live readings are worthless late: never let them queue (and push events out of) the outbox while the
         # broker is away. QoS 0, not retained.
         if not self.publisher.connected:
+            self._last_level = None  # the first window after a reconnect is sent whatever its level
             return
-        if self.publish_level:
+        if self.publish_level and self._level_due(sw):
+            self._last_level = (sw.end, sw.dbfs)
             self.publisher.publish(self.topics.level, f"{sw.dbfs:.1f}", qos=0)
         if self.publish_scores and sw.scores:
             top = sorted(sw.scores.items(), key=lambda kv: kv[1], reverse=True)[: self.top_n]
@@ -35,3 +46,13 @@ class Telemetry:
                 "level_dbfs": round(sw.dbfs, 2),
                 "scores": {name: round(score, 4) for name, score in top},
             }, qos=0)
+
+    def _level_due(self, sw: ScoredWindow) -> bool:
+        """Whether this window's level is worth sending: the interval has passed and it moved past the deadband."""
+        if self._last_level is None:
+            return True
+        since, level = self._last_level
+        elapsed = sw.end - since
+        if elapsed < 0:  # a new stream clock (the source restarted): start over
+            return True
+        return elapsed >= self.level_interval and abs(sw.dbfs - level) >= self.level_deadband

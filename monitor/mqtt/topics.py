@@ -58,6 +58,11 @@ class Topics:
         return f"{self.prefix}/scores"
 
     @property
+    def input(self) -> str:
+        """The audio input's retained state: JSON ``{"state": "up"|"down", "error": ..., "since": ...}``."""
+        return f"{self.prefix}/input"
+
+    @property
     def discovery_sync(self) -> str:
         """A private topic for the round trip that tells when the broker's retained configs have all arrived."""
         return f"{self.prefix}/_discovery_sync"

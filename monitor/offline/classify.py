@@ -1,21 +1,22 @@
 """``sound-monitor classify``: zero-shot scores of audio files against labels, per file and per window.
 
-A file is read whole (any format, rate and channel count), resampled to 48 kHz with
-:func:`monitor.core.resample.to_model_rate` and scored by a scorer from
-:func:`monitor.inference.loading.load_scorer`, loaded as the live monitor loads it (with a config: its
-``inference`` threads and precision), so ``classify --config`` prints the scores ``replay --scores`` does.
-A clip no longer than one window is scored as it is: the feature extractor's ``repeatpad`` fills the model's
-10 s input exactly as ``pipeline("zero-shot-audio-classification")`` would. A longer clip is cut into windows
-(``audio.window_seconds`` every ``audio.hop_seconds``, as the live monitor does); a final partial window is not
-scored, and the file gets a summary (mean and max per label, top label by mean).
+A file (any format, rate and channel count) is streamed block by block through the live monitor's audio guard,
+resampler and windower (:class:`monitor.offline.filewindows.FileWindows`: memory stays bounded on a file of any
+length) and scored by a scorer from :func:`monitor.inference.loading.load_scorer`, loaded as the live monitor
+loads it (with a config: its ``inference`` threads and precision), so ``classify --config`` prints the scores
+``replay --scores`` does. A clip no longer than one window is scored as it is: the feature extractor's
+``repeatpad`` fills the model's 10 s input exactly as ``pipeline("zero-shot-audio-classification")`` would. A
+longer clip is cut into windows (``audio.window_seconds`` every ``audio.hop_seconds``, as the live monitor does);
+a final partial window is not scored, and the file gets a summary (mean and max per label, top label by mean).
+Windows holding samples that are not audio (NaN, ±inf, beyond ±1000 full scale) are not scored, as live; a file
+with no valid window at all is an error naming it.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -31,13 +32,14 @@ from monitor.config import (
     InferenceConfig,
     load_config,
 )
-from monitor.core.resample import to_model_rate
-from monitor.core.windowing import Windower
+from monitor.inference.examples import ExampleSettings
 from monitor.inference.loading import load_scorer
 from monitor.inference.scorer import ClapScorer, ModelLoadError
 from monitor.labels import LabelPrompts, labels_from_config
+from monitor.offline.filewindows import FileWindows
 from monitor.offline.scoring import BATCH_SIZE, score_batches
-from monitor.sources.audiofile import AudioFileError, find_audio_files, read_audio
+from monitor.sources.audiofile import AudioFileError, find_audio_files
+from monitor.strictjson import dumps
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,7 @@ class ClassifySettings:
     window_seconds: float = 5.0
     hop_seconds: float = 1.0
     inference: InferenceConfig = field(default_factory=InferenceConfig)  # the config's threads and precision
+    examples: ExampleSettings | None = None  # the config's example cache and window (its labels' examples count)
 
 
 def resolve_settings(
@@ -99,6 +102,7 @@ def resolve_settings(
         window_seconds=audio.window_seconds,
         hop_seconds=audio.hop_seconds,
         inference=cfg.inference if cfg else InferenceConfig(),
+        examples=ExampleSettings.from_config(cfg) if cfg else None,
     )
 
 
@@ -119,6 +123,7 @@ class FileScores:
     ends: list[float]
     scores: np.ndarray  # (windows, labels)
     labels: list[str] = field(default_factory=list)
+    invalid_windows: int = 0  # windows not scored: they held NaN, inf or samples beyond ±1000 full scale
 
     @property
     def mean(self) -> np.ndarray:
@@ -143,6 +148,7 @@ class FileScores:
             "file": self.file,
             "duration": round(self.duration, 3),
             "sample_rate": self.sample_rate,
+            "invalid_windows": self.invalid_windows,
             "windows": [
                 {"start": round(s, 3), "end": round(e, 3), "scores": dict(zip(labels, map(float, row), strict=True))}
                 for s, e, row in zip(self.starts, self.ends, self.scores, strict=True)
@@ -157,34 +163,32 @@ class FileScores:
         }
 
 
-def score_clip(scorer: ClapScorer, samples: np.ndarray, window_seconds: float, hop_seconds: float,
-               ) -> tuple[list[float], list[float], np.ndarray]:
-    """Score 48 kHz samples: as one clip if no longer than a window, else window by window.
-
-    Returns window starts, ends (seconds) and scores ``(windows, labels)``. A clip longer than a window always
-    has at least one full window; the samples after the last full window are not scored.
-    """
-    rate = MODEL_SAMPLE_RATE
-    windower = Windower(window_seconds, hop_seconds, rate)
-    if len(samples) <= windower.window:
-        return [0.0], [len(samples) / rate], score_batches(scorer, [samples])
-    starts: list[float] = []
-
-    def windows() -> Iterator[np.ndarray]:  # lazily: an hour-long file is never held as all its windows
-        for _, start, win in windower.push(samples):
-            starts.append(start / rate)
-            yield win
-
-    scores = score_batches(scorer, windows(), BATCH_SIZE)
-    ends = [s + windower.window / rate for s in starts]
-    return starts, ends, scores
-
-
 def classify_file(scorer: ClapScorer, path: str | Path, window_seconds: float, hop_seconds: float) -> FileScores:
-    """Read, resample and score one file (raises :class:`AudioFileError` if it cannot be read)."""
-    samples, rate = read_audio(path)
-    starts, ends, scores = score_clip(scorer, to_model_rate(samples, rate), window_seconds, hop_seconds)
-    return FileScores(str(path), len(samples) / rate, rate, starts, ends, scores, list(scorer.labels))
+    """Stream, resample and score one file (raises :class:`AudioFileError` if it cannot be read or holds no valid
+    window)."""
+    windows = FileWindows(path, window_seconds, hop_seconds)
+    try:
+        scores = score_batches(scorer, windows, BATCH_SIZE)
+    finally:
+        windows.close()
+    starts, ends = windows.starts, windows.ends
+    finite = np.isfinite(scores).all(axis=1)
+    if not finite.all():  # a broken checkpoint: never report NaN; those windows count as not scored
+        scores = scores[finite]
+        starts = [s for s, ok in zip(starts, finite, strict=True) if ok]
+        ends = [e for e, ok in zip(ends, finite, strict=True) if ok]
+        if len(scores):
+            log.error("%s: the model gave non-finite scores for %d window(s); left out", path, int((~finite).sum()))
+    if not len(scores):
+        if windows.invalid:
+            raise AudioFileError(f"{path}: no valid audio: every window holds NaN, inf or samples beyond ±1000 full "
+                                 f"scale ({windows.guard.describe()})")
+        raise AudioFileError(f"{path}: the model gave non-finite scores for every window")
+    if windows.invalid:
+        log.warning("%s: %d window(s) not scored: invalid samples (%s)", path, windows.invalid,
+                    windows.guard.describe())
+    return FileScores(str(path), windows.duration, windows.rate, starts, ends, scores, list(scorer.labels),
+                      invalid_windows=windows.invalid)
 
 
 def classify_files(
@@ -208,7 +212,8 @@ def format_table(results: Sequence[FileScores], top_k: int) -> str:
     lines: list[str] = []
     for r in results:
         n = len(r.starts)
-        lines.append(f"{r.file}  ({r.duration:.2f} s, {n} window{'s' if n != 1 else ''})")
+        bad = f", {r.invalid_windows} invalid not scored" if r.invalid_windows else ""
+        lines.append(f"{r.file}  ({r.duration:.2f} s, {n} window{'s' if n != 1 else ''}{bad})")
         width = max(len(lbl) for lbl in r.labels)
         lines.append(f"  {'label':<{width}}  {'mean':>6}  {'max':>6}")
         mean, mx = r.mean, r.max
@@ -267,13 +272,13 @@ def run(
         log.error("nothing to classify: no audio files in %s", ", ".join(map(str, paths)))
         return 1
     try:
-        scorer = load_scorer(settings.model, settings.inference, settings.labels)
+        scorer = load_scorer(settings.model, settings.inference, settings.labels, examples=settings.examples)
     except ModelLoadError as exc:
         log.error("%s", exc)
         return 1
     results, errors = classify_files(scorer, files, settings.window_seconds, settings.hop_seconds)
     if as_json:
-        out.write(json.dumps(report_json(settings, results, errors, top_k)) + "\n")
+        out.write(dumps(report_json(settings, results, errors, top_k), separators=None, what="classify report") + "\n")
     else:
         out.write(format_table(results, top_k))
     out.flush()

@@ -20,7 +20,7 @@ import numpy as np
 import soundfile as sf
 
 from monitor.core.resample import downmix
-from monitor.sources.audiofile import AUDIO_EXTENSIONS, AudioFileError, find_audio_files, read_audio
+from monitor.sources.audiofile import AUDIO_EXTENSIONS, AudioFileError, check_rate, find_audio_files, read_audio
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class EvalDataset:
                 raise AudioFileError(f"{clip.name}: cannot decode audio bytes ({exc})") from None
             if samples.shape[0] == 0:
                 raise AudioFileError(f"{clip.name}: contains no samples")
-            return np.ascontiguousarray(downmix(samples)), int(rate)
+            return np.ascontiguousarray(downmix(samples)), check_rate(rate, clip.name)
         path = record.get("path") if isinstance(record, dict) else None
         if not path:
             raise AudioFileError(f"{clip.name}: no audio bytes and no path")

@@ -4,7 +4,8 @@ The dataset is opened by :mod:`monitor.offline.datasets` (ESC-50 release, Huggin
 one folder per class). Class names become the labels (underscores turned into spaces) and every label gets one
 prompt, ``prompt_template.format(label)``, as in ``pipeline("zero-shot-audio-classification")``. The scorer is
 loaded by :func:`monitor.inference.loading.load_scorer`, like the live monitor's; clips are resampled to 48 kHz
-with :func:`monitor.core.resample.to_model_rate` and clips of equal length are scored together by
+through the live monitor's :class:`monitor.core.sanitize.AudioGuard` (a clip whose scored part holds NaN, inf or
+samples beyond ±1000 full scale is skipped, with the reason) and clips of equal length are scored together by
 :func:`monitor.offline.scoring.score_batches`, so the top-1 accuracy equals what the pipeline gives clip by clip.
 
 Results go to a folder (:mod:`monitor.offline.report`): ``results.json`` (accuracies, per-class accuracy, model,
@@ -24,11 +25,11 @@ from typing import TYPE_CHECKING, Any, TextIO
 import numpy as np
 
 from monitor.config import DEFAULT_MODEL, DEFAULT_PROMPT_TEMPLATE, MODEL_SAMPLE_RATE, InferenceConfig
-from monitor.core.resample import to_model_rate
+from monitor.core.sanitize import AudioGuard
 from monitor.offline.datasets import EXTRA_HINT, Clip, EvalDataset, EvaluationError, open_dataset
 from monitor.offline.datasets import parse_folds as parse_folds  # monitor/cli.py imports it from here
 from monitor.offline.report import summary_table, write_results
-from monitor.offline.scoring import score_batches
+from monitor.offline.scoring import score_and_embed
 from monitor.sources.audiofile import AudioFileError
 
 if TYPE_CHECKING:  # torch is imported only when a model is loaded
@@ -54,6 +55,8 @@ class EvalResult:
     skipped: list[dict[str, str]] = field(default_factory=list)
     truncated: int = 0
     seconds: float = 0.0
+    embeddings: np.ndarray | None = None  # (clips, dim) unit audio embeddings, for the few-shot pass
+    few_shot: dict[str, Any] | None = None  # evaluate --shots (monitor/offline/fewshot.py)
 
     @property
     def labels(self) -> list[str]:
@@ -148,6 +151,7 @@ def evaluate(
     prompts = [prompt_template.format(lbl) for lbl in dataset.labels]
     n = len(dataset.clips)
     scores = np.zeros((n, len(scorer.labels)), dtype=np.float32)
+    embeddings: np.ndarray | None = None
     scored = np.zeros(n, dtype=bool)
     skipped: list[dict[str, str]] = []
     truncated = 0
@@ -157,10 +161,17 @@ def evaluate(
     t0 = time.monotonic()
 
     def flush(length: int) -> None:
+        nonlocal embeddings
         items = pending.pop(length)
-        rows = score_batches(scorer, [x for _, x in items], batch_size)
-        for (i, _), row in zip(items, rows, strict=True):
+        rows, vectors = score_and_embed(scorer, [x for _, x in items], batch_size)
+        if embeddings is None:
+            embeddings = np.zeros((n, vectors.shape[1]), dtype=np.float32)
+        for (i, _), row, vec in zip(items, rows, vectors, strict=True):
+            if not np.isfinite(row).all():  # a broken checkpoint: skipped, never written as NaN
+                skipped.append({"file": dataset.clips[i].name, "reason": "the model gave non-finite scores"})
+                continue
             scores[i] = row
+            embeddings[i] = vec
             scored[i] = True
         bar.update(len(items))
 
@@ -173,10 +184,15 @@ def evaluate(
                 skipped.append({"file": clip.name, "reason": str(exc)})
                 bar.update(1)
                 continue
-            x = to_model_rate(samples, rate)
+            guard = AudioGuard(rate, name=clip.name)  # NaN/inf/absurd samples: as live and classify
+            x = guard.process(samples, last=True)
             if len(x) > max_samples:
                 x = x[:max_samples]  # deterministic, unlike the feature extractor's rand_trunc
                 truncated += 1
+            if not guard.clean(0, len(x)):
+                skipped.append({"file": clip.name, "reason": f"{clip.name}: invalid samples ({guard.describe()})"})
+                bar.update(1)
+                continue
             group = pending.setdefault(len(x), [])
             group.append((i, x))
             if len(group) >= batch_size:
@@ -202,6 +218,7 @@ def evaluate(
         skipped=skipped,
         truncated=truncated,
         seconds=time.monotonic() - t0,
+        embeddings=embeddings[scored] if embeddings is not None else None,
     )
 
 
@@ -218,8 +235,12 @@ def run(
     prompt_template: str = DEFAULT_PROMPT_TEMPLATE,
     threads: int | None = None,
     out: TextIO | None = None,
+    shots: int | None = None,
+    seed: int = 0,
 ) -> int:
-    """The ``evaluate`` command: 0 when results were written, 1 on bad input (the reason on stderr)."""
+    """The ``evaluate`` command: 0 when results were written, 1 on bad input (the reason on stderr).
+
+    With ``shots`` it also measures few-shot accuracy (:mod:`monitor.offline.fewshot`)."""
     from monitor.inference.loading import load_scorer
     from monitor.inference.scorer import ModelLoadError
 
@@ -233,6 +254,11 @@ def run(
             raise EvaluationError(f"the confusion matrix needs matplotlib: {EXTRA_HINT}") from None
         ds = open_dataset(dataset, folds, limit)
         log.info("%s: %s layout, %d classes, %d clips", ds.path, ds.layout, len(ds.classes), len(ds.clips))
+        plan = None
+        if shots is not None:
+            from monitor.offline.fewshot import plan_few_shot
+
+            plan = plan_few_shot(open_dataset(dataset) if ds.available_folds else ds, ds, shots, seed)
         try:
             scorer = load_scorer(model, InferenceConfig(threads=threads), dataset_labels(ds, prompt_template))
         except ModelLoadError as exc:
@@ -240,6 +266,10 @@ def run(
         result = evaluate(ds, scorer, prompt_template, batch_size)
         if not result.clips:
             raise EvaluationError(f"{ds.path}: none of the {len(ds.clips)} clips could be read")
+        if plan is not None:
+            from monitor.offline.fewshot import few_shot
+
+            result.few_shot = few_shot(plan, result, scorer, batch_size)
         write_results(result, out_dir)
     except EvaluationError as exc:
         log.error("%s", exc)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,6 +11,7 @@ import numpy as np
 
 from monitor.config import MODEL_SAMPLE_RATE
 from monitor.offline.datasets import EvaluationError
+from monitor.strictjson import dumps
 
 if TYPE_CHECKING:  # evaluate.py imports this module; the result type is only needed for hints
     from monitor.offline.evaluate import EvalResult
@@ -49,6 +49,7 @@ def results_dict(result: EvalResult) -> dict[str, Any]:
         "clips_per_second": round(n / result.seconds, 2) if result.seconds > 0 else None,
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "sound_monitor_version": __version__,
+        **({"few_shot": result.few_shot} if result.few_shot is not None else {}),
     }
 
 
@@ -116,6 +117,12 @@ def summary_table(result: EvalResult, out_dir: Path, worst: int = 5) -> str:
         (f"top-{result.k}", f"{100 * result.top5_accuracy():.2f} %"),
         ("speed", f"{rate} ({result.seconds:.1f} s)"),
     ]
+    if result.few_shot is not None:
+        fs = result.few_shot
+        rows.append((f"few-shot top-1 ({fs['shots']} per class)",
+                     f"{100 * fs['top1_accuracy']:.2f} % (zero-shot {100 * fs['zero_shot']['top1_accuracy']:.2f} %, "
+                     f"examples alone {100 * fs['examples_only']['top1_accuracy']:.2f} %, on the same "
+                     f"{fs['n_clips']} clips)"))
     weak = sorted((acc, lbl) for lbl, (acc, _) in result.per_class().items() if acc < 1.0)[:worst]
     if weak:
         rows.append(("weakest", ", ".join(f"{lbl} {100 * acc:.0f} %" for acc, lbl in weak)))
@@ -133,7 +140,8 @@ def write_results(result: EvalResult, out_dir: str | Path) -> dict[str, Path]:
         raise EvaluationError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
     paths = {"results": out / "results.json", "predictions": out / "predictions.csv",
              "confusion_matrix": out / "confusion_matrix.png"}
-    paths["results"].write_text(json.dumps(results_dict(result), indent=2) + "\n", encoding="utf-8")
+    text = dumps(results_dict(result), separators=None, indent=2, what="results.json")
+    paths["results"].write_text(text + "\n", encoding="utf-8")
     write_predictions(result, paths["predictions"])
     plot_confusion(result, paths["confusion_matrix"])
     return paths

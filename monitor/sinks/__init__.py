@@ -3,13 +3,14 @@
 Every method is called on the main thread (the pipeline's), in order: ``start`` once the stages exist and
 before audio flows; ``on_labels`` with the label set the scorer applied (at start and after each change);
 ``on_window`` for every scored or skipped window; ``on_event`` for every event (after the explicit steps
-that annotate it, e.g. the clip name); ``stop`` once the stages have finished.
+that annotate it, e.g. the clip name); ``on_input`` with a live input's state (``up`` at start, then every
+change: the microphone gone, back); ``stop`` once the stages have finished.
 """
 
 from __future__ import annotations
 
 from monitor.labels import LabelSet
-from monitor.records import Event, ScoredWindow
+from monitor.records import Event, InputState, ScoredWindow
 
 
 class Sink:
@@ -26,6 +27,9 @@ class Sink:
 
     def on_event(self, event: Event) -> None:
         """One event start or end."""
+
+    def on_input(self, state: InputState) -> None:
+        """The audio input's state changed (live sources only; a file has none)."""
 
     def stop(self) -> None:
         """The run is over: flush and release."""

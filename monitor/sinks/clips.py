@@ -5,18 +5,26 @@ ring. On an event start (main thread) a clip is opened covering ``[window_start 
 post_roll]`` on the stream clock: the event's first window, with pre-roll before it and post-roll after the
 window that started the event. What the ring already holds is copied at once; the tap appends the rest as it
 arrives, so no audio is missed however far the model lags. A finished clip goes through a bounded queue to a
-writer thread, which encodes it (soundfile), renames it into place (readers never see half a file) and then
-deletes the oldest clips until the folder is under ``clips.max_total_mb``. Audio never leaves the device.
+writer thread, which encodes it (soundfile, in memory), writes it to a hidden ``.part`` file, syncs it and renames
+it into place (readers never see half a file), then deletes the oldest files until the folder is under
+``clips.max_total_mb``. Audio never leaves the device.
+
+Faults: a folder that cannot be written at start turns clips off for the run (one error line; the monitor keeps
+listening). A write that fails (full disk, file too large, folder gone) removes its partial file, is logged once
+per cause and counted (``failed``); until a write succeeds again, events carry no ``clip`` name, so a consumer
+is not sent to fetch files that are not being written. The clip is written after its event went out, so the one
+event whose own clip failed still names it: that failure is what the log and the counter report.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import queue
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +33,7 @@ import soundfile as sf
 from monitor.config import MODEL_SAMPLE_RATE, Config
 from monitor.records import Event
 from monitor.sinks import Sink
+from monitor.sinks.clipaudio import AudioRing, Clip
 
 log = logging.getLogger(__name__)
 
@@ -32,65 +41,7 @@ MAX_OPEN_CLIPS = 4  # clips collecting audio at once (each holds its audio in me
 WRITE_QUEUE = 8  # finished clips waiting for the writer thread
 LAG_MARGIN_SECONDS = 30.0  # how far detection may trail the windowing thread and still get full pre-roll
 CLIP_SUFFIXES = (".flac", ".wav")
-
-
-class AudioRing:
-    """The last ``capacity`` samples of a stream, addressed by absolute sample index. Not locked: callers lock."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = int(capacity)
-        self._buf = np.zeros(self.capacity, dtype=np.float32)
-        self.end = 0  # absolute index one past the newest sample
-
-    @property
-    def start(self) -> int:
-        """Absolute index of the oldest sample still held."""
-        return max(0, self.end - self.capacity)
-
-    def write(self, first: int, samples: np.ndarray) -> None:
-        """Store ``samples`` whose first sample has absolute index ``first``."""
-        n = len(samples)
-        if n == 0:
-            return
-        if n > self.capacity:
-            first, samples, n = first + n - self.capacity, samples[-self.capacity :], self.capacity
-        i = first % self.capacity
-        k = min(n, self.capacity - i)
-        self._buf[i : i + k] = samples[:k]
-        self._buf[: n - k] = samples[k:]
-        self.end = first + n
-
-    def read(self, start: int, end: int) -> np.ndarray:
-        """Copy of ``[start, end)`` clipped to what is held (may be shorter, or empty)."""
-        start, end = max(start, self.start), min(end, self.end)
-        if end <= start:
-            return np.zeros(0, dtype=np.float32)
-        i, j = start % self.capacity, end % self.capacity
-        if i < j:
-            return self._buf[i:j].copy()
-        return np.concatenate([self._buf[i:], self._buf[:j]])
-
-
-@dataclass
-class _Clip:
-    name: str
-    start: int  # absolute sample indexes of the wanted span
-    end: int
-    next: int  # the next sample the clip still needs
-    parts: list[np.ndarray] = field(default_factory=list)
-
-    def take(self, first: int, samples: np.ndarray) -> None:
-        if first > self.next:  # a gap in the stream: skip it rather than wait forever
-            self.next = min(first, self.end)
-        lo = max(self.next, first)
-        hi = min(self.end, first + len(samples))
-        if hi > lo:
-            self.parts.append(samples[lo - first : hi - first].copy())
-            self.next = hi
-
-    @property
-    def done(self) -> bool:
-        return self.next >= self.end
+PART_SUFFIX = ".part"  # a clip being written: ".<name>.part", renamed into place once complete
 
 
 class ClipRecorder(Sink):
@@ -113,16 +64,43 @@ class ClipRecorder(Sink):
         span = c.pre_roll_seconds + a.window_seconds + (d.min_hits - 1) * a.hop_seconds + LAG_MARGIN_SECONDS
         self._ring = AudioRing(int(span * self.rate))
         self._lock = threading.Lock()
-        self._open: list[_Clip] = []
-        self._writes: queue.Queue[_Clip | None] = queue.Queue(WRITE_QUEUE)
+        self._open: list[Clip] = []
+        self._writes: queue.Queue[Clip | None] = queue.Queue(WRITE_QUEUE)
         self._thread = threading.Thread(target=self._write_loop, name="clips", daemon=True)
-        self.written: list[Path] = []
+        self.written = 0
+        """Clips written (a counter: a list of them would grow for as long as the service runs)."""
         self._last_mtime_ns = 0
         self.failed = 0
+        """Clips not written: write errors, and clips dropped because the writer was behind (a counter)."""
+        self.enabled = True
+        """False once the folder proved unwritable at start: no clip is recorded or named for the rest of the run."""
+        self._naming = True  # False while the last write failed: events then carry no clip name
+        self._causes_logged: set[str] = set()  # write-error causes already logged since the last success
 
     def start(self) -> None:
-        """Create the folder, apply the size bound (it may have been lowered) and start the writer thread."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        """Create the folder and prove it writable, clear leftover partial files, apply the size bound (it may
+        have been lowered) and start the writer thread. A folder that cannot be written turns clips off for this
+        run with one error line; the monitor keeps listening."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            probe = self.folder / f".write-test-{os.getpid()}{PART_SUFFIX}"
+            try:
+                with open(probe, "wb") as f:
+                    f.write(b"sound-monitor")
+                    f.flush()
+                    os.fsync(f.fileno())
+            finally:
+                probe.unlink(missing_ok=True)
+            for leftover in self.folder.glob(f".*{PART_SUFFIX}"):  # from a run killed while writing
+                if not _written_here(leftover.name):
+                    continue
+                leftover.unlink(missing_ok=True)
+                log.info("clips: removed the partial file %s left by an earlier run", leftover.name)
+        except OSError as exc:
+            self.enabled = False
+            log.error("clips: cannot write to %s (%s); clips are off for this run", self.folder,
+                      exc.strerror or exc)
+            return
         self._enforce_bound()
         self._thread.start()
 
@@ -133,7 +111,9 @@ class ClipRecorder(Sink):
     # --- windowing thread ----------------------------------------------------------------------------
     def on_audio(self, first: int, samples: np.ndarray) -> None:
         """Audio tap: keep the ring, feed open clips, hand finished ones to the writer."""
-        finished: list[_Clip] = []
+        if not self.enabled:
+            return
+        finished: list[Clip] = []
         with self._lock:
             self._ring.write(first, samples)
             if self._open:
@@ -146,8 +126,9 @@ class ClipRecorder(Sink):
 
     # --- main thread -------------------------------------------------------------------------------
     def annotate(self, event: Event) -> Event:
-        """On a start, open a clip and return the event with the clip's file name in its payload."""
-        if event.type != "start":
+        """On a start, open a clip and return the event with the clip's file name in its payload (left out while
+        the last write failed: the clip is still recorded, to find out when writing works again)."""
+        if event.type != "start" or not self.enabled:
             return event
         start = max(0, round((event.window_start - self.pre_roll) * self.rate))
         end = round((event.window_end + self.post_roll) * self.rate)
@@ -160,12 +141,14 @@ class ClipRecorder(Sink):
             if self._ring.start > start:
                 log.warning("clips: detection lagged; %s pre-roll cut by %.1f s", name,
                             (self._ring.start - start) / self.rate)
-            clip = _Clip(name, start, end, next=max(start, self._ring.start))
+            clip = Clip(name, start, end, next=max(start, self._ring.start))
             clip.take(clip.next, self._ring.read(clip.next, end))
             if not clip.done:
                 self._open.append(clip)
         if clip.done:
             self._queue(clip)
+        if not self._naming:
+            return event
         return replace(event, extra={**event.extra, "clip": name})
 
     def _file_name(self, event: Event) -> str:
@@ -180,7 +163,7 @@ class ClipRecorder(Sink):
             name = f"{base}-{n}.{self.format}"
         return name
 
-    def _queue(self, clip: _Clip) -> None:
+    def _queue(self, clip: Clip) -> None:
         try:
             self._writes.put_nowait(clip)
         except queue.Full:
@@ -209,34 +192,68 @@ class ClipRecorder(Sink):
                 return
             try:
                 self._write(clip)
-                self._enforce_bound()
-            except Exception:
-                self.failed += 1
-                log.exception("clips: cannot write %s", clip.name)
+            except Exception as exc:  # noqa: BLE001 - any failure: count it, log its cause once, keep going
+                self._write_failed(clip, exc)
+            else:
+                if not self._naming:
+                    log.info("clips: writing works again (%s); events name their clips again", clip.name)
+                self._naming = True
+                self._causes_logged.clear()
+            self._enforce_bound()
 
-    def _write(self, clip: _Clip) -> None:
+    def _write_failed(self, clip: Clip, exc: BaseException) -> None:
+        self.failed += 1
+        self._naming = False
+        cause = _cause(exc)
+        if cause in self._causes_logged:
+            log.debug("clips: cannot write %s: %s", clip.name, cause)
+            return
+        self._causes_logged.add(cause)
+        log.error("clips: cannot write %s: %s; events name no clip until a write succeeds (logged once per cause)",
+                  clip.name, cause)
+
+    def _write(self, clip: Clip) -> None:
         audio = np.concatenate(clip.parts) if clip.parts else np.zeros(0, np.float32)
         if audio.size == 0:
             log.warning("clips: no audio for %s", clip.name)
             return
+        # Encoded in memory first: the file is then written by Python, whose errors carry the cause (full disk,
+        # file too large), where libsndfile only says "system error".
+        encoded = io.BytesIO()
+        sf.write(encoded, np.clip(audio, -1.0, 1.0), self.rate, format=self.format.upper(), subtype="PCM_16")
         path = self.folder / clip.name
-        tmp = path.with_name(f".{path.name}.part")
-        sf.write(str(tmp), np.clip(audio, -1.0, 1.0), self.rate, format=self.format.upper(), subtype="PCM_16")
-        # Strictly increasing mtimes, so "oldest first" holds even for clips written within one clock tick.
-        mtime = max(time.time_ns(), self._last_mtime_ns + 1)
-        os.utime(tmp, ns=(mtime, mtime))
-        self._last_mtime_ns = mtime
-        os.replace(tmp, path)
-        self.written.append(path)
+        tmp = path.with_name(f".{path.name}{PART_SUFFIX}")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(encoded.getbuffer())
+                f.flush()
+                os.fsync(f.fileno())  # a full disk may only show here (delayed allocation)
+            # Strictly increasing mtimes, so "oldest first" holds even for clips written within one clock tick.
+            mtime = max(time.time_ns(), self._last_mtime_ns + 1)
+            os.utime(tmp, ns=(mtime, mtime))
+            self._last_mtime_ns = mtime
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # never leave a partial file behind
+            raise
+        self.written += 1
         log.info("clips: wrote %s (%.1f s)", path, audio.size / self.rate)
 
     def _enforce_bound(self) -> None:
-        """Delete the oldest clips until the folder's clips fit in ``max_total_mb``."""
-        files = []
-        for p in self.folder.iterdir():
-            if p.suffix.lower() in CLIP_SUFFIXES and not p.name.startswith(".") and p.is_file():
-                st = p.stat()
-                files.append((st.st_mtime_ns, p.name, st.st_size, p))
+        """Delete the oldest files this recorder writes (clips, and partial files an interrupted write left)
+        until they fit in ``max_total_mb``. Other files in the folder are neither counted nor deleted."""
+        try:
+            files = []
+            for p in self.folder.iterdir():
+                if _written_here(p.name) and p.is_file():
+                    st = p.stat()
+                    files.append((st.st_mtime_ns, p.name, st.st_size, p))
+        except OSError as exc:
+            cause = _cause(exc)
+            if cause not in self._causes_logged:
+                self._causes_logged.add(cause)
+                log.error("clips: cannot list %s to keep it under its size bound: %s", self.folder, cause)
+            return
         files.sort()
         total = sum(f[2] for f in files)
         for _, _, size, p in files:
@@ -244,7 +261,24 @@ class ClipRecorder(Sink):
                 break
             try:
                 p.unlink()
-                total -= size
                 log.info("clips: deleted %s (folder over %.1f MB)", p.name, self.max_bytes / 1024 / 1024)
             except FileNotFoundError:
-                total -= size
+                pass
+            except OSError as exc:
+                log.warning("clips: cannot delete %s: %s", p.name, _cause(exc))
+                continue
+            total -= size
+
+
+def _written_here(name: str) -> bool:
+    """Whether a file name is one this recorder writes: a clip, or a hidden partial clip."""
+    if name.startswith(".") and name.endswith(PART_SUFFIX):
+        return name.removesuffix(PART_SUFFIX).lower().endswith(CLIP_SUFFIXES)
+    return not name.startswith(".") and name.lower().endswith(CLIP_SUFFIXES)
+
+
+def _cause(exc: BaseException) -> str:
+    """What went wrong, without the file name, so that one cause is logged once (e.g. "No space left on device")."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -10,10 +10,8 @@ scores) is recorded by window and event listeners on the main thread.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -23,10 +21,12 @@ from monitor import __version__
 from monitor.labels import LabelRegistry
 from monitor.records import Event, ScoredWindow
 from monitor.sinks import Sink
+from monitor.sinks.http import TEXT, HttpServer
 
 if TYPE_CHECKING:
     from monitor.mqtt.publisher import MqttPublisher
     from monitor.pipeline import PipelineStats
+    from monitor.sinks.clips import ClipRecorder
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,9 @@ class _MonitorCollector(Collector):
         yield counter("windows_idle_skipped", "Windows not scored by the adaptive hop while all was quiet.",
                       st.windows_idle_skipped)
         yield counter("windows_dropped", "Windows dropped because inference fell behind.", st.windows_dropped)
+        yield counter("windows_invalid", "Windows not scored: they held NaN, inf or samples beyond ±1000 full scale.",
+                      st.windows_invalid)
+        yield counter("samples_clipped", "Samples beyond full scale clipped to ±1.", st.samples_clipped)
         yield counter("inference_errors", "Inference calls that failed.", st.inference_errors)
         yield counter("capture_overruns", "Times the capture ring buffer overflowed (audio lost).", st.capture_overruns)
         yield counter("capture_lost_samples", "Samples lost to capture ring buffer overflows.", st.capture_lost_samples)
@@ -65,6 +68,9 @@ class _MonitorCollector(Collector):
         if publisher is not None:
             yield counter("mqtt_messages_dropped", "MQTT messages dropped from a full outbox.", publisher.dropped)
             yield gauge("mqtt_pending", "MQTT messages waiting in the outbox.", publisher.pending())
+        if o.clips is not None:
+            yield counter("clips_written", "Event clips written.", o.clips.written)
+            yield counter("clips_failed", "Event clips not written (write errors, writer behind).", o.clips.failed)
         yield gauge("healthy", "1 while capture and inference both make progress.", 1.0 if o.health()[0] else 0.0)
         last = o.last_window
         if last is not None:
@@ -98,15 +104,20 @@ class Metrics(Sink):
         publisher: MqttPublisher | None = None,
         bind: str | None = None,
         port: int | None = None,
+        clips: ClipRecorder | None = None,
+        timeout: float = 5.0,
+        max_connections: int = 256,
     ) -> None:
         self.stats = stats
+        self.clips = clips
         self.health = health
         self.registry = registry
         self.model = model
         self.node = node
         self.publisher = publisher
         self.bind, self.port = bind, port
-        self.server: MetricsServer | None = None
+        self.timeout, self.max_connections = timeout, max_connections
+        self.server: HttpServer | None = None
         self._tried = False
         self.prom = CollectorRegistry(auto_describe=True)
         self.inference_seconds = Histogram(
@@ -127,9 +138,13 @@ class Metrics(Sink):
             return
         self._tried = True
         try:
-            self.server = MetricsServer(self, self.bind or "127.0.0.1", self.port).start()
+            server = HttpServer(self.answer, self.bind or "127.0.0.1", self.port, timeout=self.timeout,
+                                max_connections=self.max_connections, name="metrics")
         except OSError as exc:
             log.error("metrics: cannot listen on %s:%s (%s); /metrics and /healthz are off", self.bind, self.port, exc)
+            return
+        self.server = server.start()
+        log.info("metrics on http://%s:%d/metrics, health on /healthz", *server.server_address)
 
     def stop(self) -> None:
         """Stop serving."""
@@ -152,51 +167,11 @@ class Metrics(Sink):
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.prom)
 
-
-class _Handler(BaseHTTPRequestHandler):
-    server: MetricsServer
-
-    def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
+    def answer(self, path: str) -> tuple[int, bytes, str]:
+        """Status, body and content type for a GET of ``path`` (on the HTTP server's thread)."""
         if path == "/metrics":
-            self._send(200, self.server.metrics.render(), CONTENT_TYPE_LATEST)
-        elif path == "/healthz":
-            ok, reason = self.server.metrics.health()
-            self._send(200 if ok else 503, (reason + "\n").encode(), "text/plain; charset=utf-8")
-        else:
-            self._send(404, b"not found: try /metrics or /healthz\n", "text/plain; charset=utf-8")
-
-    def _send(self, code: int, body: bytes, content_type: str) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("metrics http: " + format, *args)
-
-
-class MetricsServer(ThreadingHTTPServer):
-    """``/metrics`` and ``/healthz`` on ``bind:port``, served from a daemon thread."""
-
-    daemon_threads = True
-
-    def __init__(self, metrics: Metrics, bind: str, port: int) -> None:
-        super().__init__((bind, port), _Handler)
-        self.metrics = metrics
-        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.5},
-                                        name="metrics-http", daemon=True)
-
-    def start(self) -> MetricsServer:
-        """Start serving."""
-        self._thread.start()
-        log.info("metrics on http://%s:%d/metrics, health on /healthz", *self.server_address[:2])
-        return self
-
-    def close(self) -> None:
-        """Stop serving and release the port."""
-        if self._thread.is_alive():
-            self.shutdown()
-            self._thread.join(2)
-        self.server_close()
+            return 200, self.render(), CONTENT_TYPE_LATEST
+        if path == "/healthz":
+            ok, reason = self.health()
+            return (200 if ok else 503), (reason + "\n").encode(), TEXT
+        return 404, b"not found: try /metrics or /healthz\n", TEXT

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any, TextIO
 
 from monitor.records import Event, ScoredWindow
 from monitor.sinks import Sink
+from monitor.strictjson import dumps
 
 
 class StdoutSink(Sink):
@@ -18,7 +18,7 @@ class StdoutSink(Sink):
         self.out = out or sys.stdout
 
     def _print(self, obj: dict[str, Any]) -> None:
-        self.out.write(json.dumps(obj, separators=(",", ":")) + "\n")
+        self.out.write(dumps(obj, what="stdout line") + "\n")
         self.out.flush()
 
     def on_window(self, window: ScoredWindow) -> None:

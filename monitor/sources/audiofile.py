@@ -21,14 +21,47 @@ class AudioFileError(Exception):
     """A file that cannot be read as audio; the message names the file."""
 
 
-def _open(path: str | Path) -> sf.SoundFile:
+MIN_RATE, MAX_RATE = 1_000, 768_000  # plausible audio sample rates; a header outside them is broken or hostile
+
+
+def check_path(path: str | Path) -> Path:
+    """``path`` as a Path if it is a regular file; else :class:`AudioFileError` saying what it is.
+
+    Checked before opening: opening a FIFO would block until someone writes to it.
+    """
     p = Path(path)
-    if not p.is_file():
+    if p.is_dir():
+        raise AudioFileError(f"{p}: is a directory, not an audio file")
+    if not p.exists():
         raise AudioFileError(f"{p}: no such file")
+    if not p.is_file():
+        raise AudioFileError(f"{p}: is not a regular file (a FIFO, socket or device); give an audio file")
+    return p
+
+
+def check_rate(rate: int, name: str | Path) -> int:
+    """``rate`` if it is a plausible sample rate, else :class:`AudioFileError` naming ``name``.
+
+    A header claiming 1 Hz would make resampling to 48 kHz multiply the samples 48000-fold.
+    """
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise AudioFileError(f"{name}: sample rate {rate} Hz is not plausible audio "
+                             f"(expected {MIN_RATE}-{MAX_RATE} Hz)")
+    return int(rate)
+
+
+def _open(path: str | Path) -> sf.SoundFile:
+    p = check_path(path)
     try:
-        return sf.SoundFile(str(p))
+        f = sf.SoundFile(str(p))
     except Exception as exc:  # noqa: BLE001 - libsndfile raises RuntimeError/LibsndfileError/TypeError
         raise AudioFileError(f"{p}: not a readable audio file ({exc})") from None
+    try:
+        check_rate(f.samplerate, p)
+    except AudioFileError:
+        f.close()
+        raise
+    return f
 
 
 def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
@@ -55,7 +88,11 @@ def find_audio_files(paths: list[str | Path]) -> list[Path]:
 
 
 class FileSource:
-    """Replay a file as a stream of mono blocks, as fast as possible or paced in real time."""
+    """Replay a file as a stream of mono blocks, as fast as possible or paced in real time.
+
+    Only one block is held at a time, so a file of any length is read in bounded memory (``replay``,
+    ``classify``).
+    """
 
     lossless = True  # replay wants every window: queues block rather than drop
 
@@ -67,6 +104,7 @@ class FileSource:
             self._file.close()
             raise AudioFileError(f"{self.path}: contains no samples")
         self.rate = int(self._file.samplerate)
+        self.frames = int(self._file.frames)  # as the header says (approximate for some compressed formats)
         self.blocksize = blocksize or max(1, int(self.rate * block_seconds))
         self.realtime = realtime
         self._t0: float | None = None

@@ -224,15 +224,16 @@ class Capture:
         dev = self.device
         chans = [channels] if channels else [1, min(2, dev.max_input_channels), dev.max_input_channels]
         rates = [samplerate] if samplerate else [int(dev.default_samplerate), *PREFERRED_RATES]
-        errors = []
+        errors: dict[str, str] = {}  # each distinct error once, with the first setting that got it (one short line)
         for ch in dict.fromkeys(c for c in chans if c):
             for rate in dict.fromkeys(rates):
                 try:
                     sd.check_input_settings(device=dev.index, samplerate=rate, channels=ch, dtype="float32")
                     return int(rate), int(ch)
                 except Exception as exc:  # noqa: BLE001 - PortAudio raises various errors per setting
-                    errors.append(f"{rate} Hz x {ch} ch: {exc}")
-        raise CaptureError(f"audio: device '{dev.name}' accepts none of the tried settings: " + "; ".join(errors))
+                    errors.setdefault(str(exc), f"{rate} Hz x {ch} ch")
+        why = "; ".join(f"{first}: {err}" for err, first in list(errors.items())[:3])
+        raise CaptureError(f"audio: device '{dev.name}' accepts none of the tried settings: {why}")
 
     @property
     def ring(self) -> RingBuffer:

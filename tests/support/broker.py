@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -58,6 +59,7 @@ class Broker:
         host: str = "127.0.0.1",
         workdir: str | Path | None = None,
         persistent: bool = False,
+        extra_config: Sequence[str] = (),
     ) -> None:
         """Prepare (not start) a broker.
 
@@ -68,6 +70,7 @@ class Broker:
             persistent: ``persistence true``: retained messages, persistent sessions (``clean_session=False``
                 clients) and their queued messages survive :meth:`stop` + :meth:`start` (saved at SIGTERM, not
                 after :meth:`kill`).
+            extra_config: More lines for mosquitto's config, after the defaults (e.g. a second listener with TLS).
         """
         self.host = host
         self.persistent = persistent
@@ -89,6 +92,7 @@ class Broker:
         else:
             lines.append("persistence false")
         lines += ["log_dest stderr", *(f"log_type {t}" for t in ("error", "warning", "notice", "information"))]
+        lines += extra_config
         self.config_path.write_text("\n".join(lines) + "\n")
         self.proc: subprocess.Popen[bytes] | None = None
 

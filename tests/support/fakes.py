@@ -37,7 +37,7 @@ class MemoryPublisher:
         self.connected = connected
         self.sent: list[Sent] = []
         self.subscriptions: list[str] = []
-        self.handlers: list[Callable[[str, bytes], None]] = []
+        self.handlers: list[Callable[[str, bytes, bool], None]] = []
         self.hooks: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -65,7 +65,7 @@ class MemoryPublisher:
         """Record a subscription."""
         self.subscriptions.append(topic)
 
-    def add_message_handler(self, handler: Callable[[str, bytes], None]) -> None:
+    def add_message_handler(self, handler: Callable[[str, bytes, bool], None]) -> None:
         """Record a handler; ``deliver`` calls it."""
         self.handlers.append(handler)
 
@@ -84,11 +84,12 @@ class MemoryPublisher:
         for hook in self.hooks:
             hook()
 
-    def deliver(self, topic: str, payload: bytes | str) -> None:
-        """Hand an incoming message to the handlers as the network thread would."""
+    def deliver(self, topic: str, payload: bytes | str, retained: bool = False) -> None:
+        """Hand an incoming message to the handlers as the network thread would (``retained``: the broker's
+        replay of a retained message on subscribe)."""
         data = payload.encode() if isinstance(payload, str) else payload
         for handler in self.handlers:
-            handler(topic, data)
+            handler(topic, data, retained)
 
     def on(self, topic: str) -> list[Sent]:
         """Messages published on ``topic`` so far."""

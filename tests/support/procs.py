@@ -74,3 +74,16 @@ class MonitorProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
+
+
+HOLD_FOLDER = Path(__file__).resolve().parent / "hold"
+
+
+def hold_env(*holds: str) -> dict[str, str]:
+    """Environment for :class:`MonitorProcess` that holds the process at a stage (``support/hold/sitecustomize.py``).
+
+    ``holds``: ``"import:torch"``, ``"call:monitor.config.loading:load_config"``,
+    ``"busy:monitor.inference.loading:load_scorer"``, ... Each prints ``test-hold: <hold>`` on stderr when reached.
+    """
+    path = os.pathsep.join(p for p in (str(HOLD_FOLDER), os.environ.get("PYTHONPATH", "")) if p)
+    return {"PYTHONPATH": path, "SOUND_MONITOR_TEST_HOLD": ",".join(holds)}

@@ -1,0 +1,52 @@
+"""What every config section shares: the strict base model, host name, and reporting a problem at a key path.
+
+Checks that look outside the file (does the CA file load, is the environment variable set, can the clips folder
+be created) run only when validation is given the context :data:`CHECK_FILES` — ``check-config``, ``run`` and
+``replay`` do, through ``load_config(..., check_files=True)`` — so a config built in memory (tests,
+``classify``) is validated for its shape alone, and the two commands that must agree run the very same checks.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+CHECK_FILES = "check_files"
+"""Key of the validation context that turns on the checks of files, folders and environment variables."""
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors and assignments are validated too (a typo never silently does nothing)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def checks_files(info: ValidationInfo) -> bool:
+    """Whether this validation should also check what the config names outside itself."""
+    return bool(info.context and info.context.get(CHECK_FILES))
+
+
+Problem = tuple[Sequence[str | int], str, Any]
+"""One problem found by a cross-field check: (location, message, the value at fault)."""
+
+
+def problems(title: str, found: Sequence[Problem]) -> ValidationError:
+    """A validation error holding each problem at its own location, for checks that span several fields.
+
+    A plain ``ValueError`` is reported at the field or model that raised it (``(top level)`` for the whole
+    file); raised from a validator, this error keeps each location, which pydantic prefixes with the validated
+    field's own path, so the user reads ``labels[1].name`` instead.
+    """
+    # The message goes through the context: as the template itself, a '{}' in it would be a placeholder.
+    details = [InitErrorDetails(type=PydanticCustomError("config", "{message}", {"message": message}),
+                                loc=tuple(loc), input=value) for loc, message, value in found]
+    return ValidationError.from_exception_data(title, details)
+
+
+def host_name() -> str:
+    """Host name, used in the default topic prefix and client id."""
+    return socket.gethostname().split(".")[0] or "sound-monitor"
