@@ -173,6 +173,9 @@ def test_a_camera_without_audio_falls_back_to_the_full_stream_once_and_says_ther
     wait_for(lambda: source.processes_started >= 5, message=lambda: f"{source.processes_started} started")
     assert source.media == "full"  # remembered: never asks for audio alone again
     assert source.last_error == "the stream has no audio track"
+    # What /healthz and MQTT follow: down, with the reason; a new snapshot per new reason, not per retry.
+    assert (source.input_state.state, source.input_state.error) == ("down", "the stream has no audio track")
+    assert source.input_state.version == 2  # connecting -> down (PLAY failed) -> down (no audio track)
     assert source.state in ("down", "connecting") and source.samples_received == 0
     loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     # One line for going down, one for the fallback, one for the new reason: not one per retry.
@@ -225,8 +228,10 @@ def test_rtsp_server_killed_mid_stream_then_back(sources, wav: Path, caplog: pyt
         reader = Reader(source)
         counter = ProcessCounter()
         wait_for(lambda: reader.samples >= RATE // 2, message=lambda: f"{source.state}: {source.last_error}")
+        assert (source.input_state.state, source.input_state.error) == ("up", None)
         server.kill()
-        wait_for(lambda: source.state != "up")
+        wait_for(lambda: source.input_state.state == "down")
+        assert source.input_state.error  # the reason, e.g. "the stream ended"
         wait_for(lambda: source.failures >= 4, message=lambda: f"{source.failures} failures: {source.last_error}")
         assert source.state in ("down", "connecting") and source.reopens == 0
         assert 0.4 * (1 - 0.2) <= source.retry_delay <= 0.4  # doubled up to the cap, less its jitter
@@ -234,6 +239,8 @@ def test_rtsp_server_killed_mid_stream_then_back(sources, wav: Path, caplog: pyt
         server.start()  # same port
         wait_for(lambda: reader.samples >= heard + RATE // 2, message=lambda: f"{source.state}: {source.last_error}")
         assert source.state == "up" and source.reopens == 1 and source.failures >= 4
+        wait_for(lambda: source.input_state.state == "up")  # set just after state, on the reader thread
+        assert source.input_state.version <= 4  # connecting, up, down, down (new reason), up: not one per retry
         assert counter.stop() == 1  # never two ffmpeg at once, however many restarts
         assert source.processes_started >= 5
         lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]

@@ -19,6 +19,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import numpy as np
 
+from monitor.records import InputState, utc_now_iso
 from monitor.sources.ffmpeg import (
     FfmpegProcess,
     StreamError,
@@ -53,7 +54,9 @@ def backoff_delay(failures: int, first: float, maximum: float, jitter: float, ra
 class StreamSource:
     """An :class:`~monitor.core.windowing.AudioSource` reading ``url`` through ffmpeg, reconnecting forever.
 
-    Other threads may read ``state`` (``connecting`` until the first audio, ``up``, ``down`` between attempts),
+    Other threads may read ``input_state`` (an :class:`~monitor.records.InputState` snapshot, up or down, as
+    ReopeningSource has it for ``/healthz`` and MQTT), ``state`` (``connecting`` until the first audio, ``up``,
+    ``down`` between attempts),
     ``last_error`` (one line, credentials redacted), ``reopens`` (times the stream came back after a failure),
     ``failures`` (attempts that failed in a row), ``media`` (``audio``: only the audio track is requested;
     ``full``: the whole stream is read and its video dropped undecoded), ``pid`` (the running ffmpeg, or None),
@@ -117,6 +120,9 @@ class StreamSource:
         self._media_proven = False  # the current media mode has delivered audio: never fall back from it
         self._media_failures = 0
         self.state: State = "connecting"
+        # What health checks and sinks follow, as for the microphone: up or down (connecting counts as down: no
+        # audio), swapped whole, a new version only when the state or its reason changes (never per retry).
+        self.input_state = InputState("down", "connecting (no audio yet)")
         self.last_error: str | None = None
         self.reopens = self.failures = self.processes_started = 0
         self.bytes_received = self.samples_received = 0
@@ -264,6 +270,7 @@ class StreamSource:
         else:
             log.info("stream %s: up (%s, %d Hz)", self.name, what, self.rate)
         self._ever_up, self._reported, self._logged_error = True, "up", None
+        self._set_input("up", None)
 
     def _set_down(self, error: str) -> None:
         error = redact(error, self._secrets)
@@ -278,3 +285,10 @@ class StreamSource:
         else:
             log.debug("stream %s: attempt %d failed: %s", self.name, self.failures, error)
         self._reported, self._logged_error = "down", error
+        self._set_input("down", error)
+
+    def _set_input(self, state: Literal["up", "down"], error: str | None) -> None:
+        old = self.input_state
+        if (state, error) != (old.state, old.error):
+            since = old.since if state == old.state else utc_now_iso()
+            self.input_state = InputState(state, error, since, old.version + 1)
