@@ -18,69 +18,14 @@ from support.audio import rms, tone, write_wav
 from support.broker import free_port
 from support.httpstream import HttpAudioServer
 from support.rtsp import RtspServer, SilentServer
+from support.streams import ProcessCounter, Reader, ffmpeg_children
 from support.wait import wait_for
 
-from monitor.sources.ffmpeg import StreamError
 from monitor.sources.stream import StreamSource
 
 RATE = 48000
 FAST = {"first_delay": 0.05, "max_delay": 0.4, "io_timeout": 20.0, "start_timeout": 60.0, "no_data_timeout": 60.0}
 PASSWORD = "p@ss:w/rd#1"  # characters that must be percent-encoded in a URL
-
-
-def ffmpeg_children() -> list[psutil.Process]:
-    """The ffmpeg processes (zombies included) below this test process."""
-    found = []
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if child.name() == "ffmpeg":
-                found.append(child)
-        except psutil.NoSuchProcess:
-            pass
-    return found
-
-
-class Reader:
-    """Reads a source on its own thread until it returns None, as the windowing stage does."""
-
-    def __init__(self, source: StreamSource) -> None:
-        self.source = source
-        self.blocks: list[np.ndarray] = []
-        self.ended = False
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while (block := self.source.read(0.2)) is not None:
-            if block.size:
-                self.blocks.append(block)
-        self.ended = True
-
-    @property
-    def samples(self) -> int:
-        return sum(b.size for b in self.blocks)
-
-    def audio(self) -> np.ndarray:
-        return np.concatenate(self.blocks) if self.blocks else np.zeros(0, np.float32)
-
-
-class ProcessCounter:
-    """Samples the number of live ffmpeg children on a thread; ``most`` is the highest count seen."""
-
-    def __init__(self) -> None:
-        self.most = 0
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._done.wait(0.005):
-            self.most = max(self.most, len(ffmpeg_children()))
-
-    def stop(self) -> int:
-        self._done.set()
-        self._thread.join()
-        return self.most
 
 
 @pytest.fixture
@@ -353,31 +298,6 @@ def test_http_password_from_a_file(sources, tmp_path: Path, caplog: pytest.LogCa
     assert PASSWORD not in all_text(caplog) and "nope-nope" not in all_text(caplog) + wrong.last_error
 
 
-@pytest.mark.parametrize(
-    ("url", "kwargs", "says"),
-    [
-        ("", {}, "empty"),
-        ("ftp2://cam:hunter2@host/x", {}, "unsupported scheme 'ftp2'"),
-        ("rtsp:///only/a/path", {}, "no host"),
-        ("rtsp://cam:hunter2@host:99999/x", {}, "bad port"),
-        ("rtsp://host/x", {"password_env": "SURELY_NOT_SET_4711"}, "SURELY_NOT_SET_4711 is not set"),
-        ("rtsp://host/x", {"password_file": "/nonexistent/pw"}, "cannot read the stream password file"),
-        ("rtsp://host/x", {"ffmpeg": "/nonexistent/ffmpeg"}, "apt-get install ffmpeg"),
-    ],
-)
-def test_input_that_cannot_work_is_refused_with_one_line(url: str, kwargs: dict, says: str) -> None:
-    with pytest.raises(StreamError) as info:
-        StreamSource(url, **kwargs)
-    message = str(info.value)
-    assert says in message and "\n" not in message and "hunter2" not in message
-
-
-@pytest.mark.parametrize("bad", [{"first_delay": 0}, {"first_delay": 5, "max_delay": 1}, {"io_timeout": 0}])
-def test_a_zero_delay_or_timeout_is_refused_it_would_be_a_restart_storm(bad: dict) -> None:
-    with pytest.raises(ValueError, match="must be positive"):
-        StreamSource("rtsp://host/x", **bad)
-
-
 @pytest.mark.parametrize("kind", ["refused", "404"])
 def test_a_bad_url_is_one_error_line_naming_the_source(sources, http, kind, caplog) -> None:
     caplog.set_level(logging.DEBUG, logger="monitor.sources")
@@ -437,57 +357,3 @@ def test_a_consumer_that_falls_behind_loses_the_oldest_audio_not_the_stream(sour
     assert block is not None and block.size == RATE // 2  # the newest half second
     assert source.dropped_samples == 5 * RATE - RATE // 2 and source.drops >= 1
     np.testing.assert_allclose(block, tone(5, RATE)[-RATE // 2 :], atol=1.5 / 32768)
-
-
-# --- the pure parts -----------------------------------------------------------------------------------------------
-
-
-def test_backoff_doubles_up_to_the_cap_less_its_jitter() -> None:
-    from monitor.sources.stream import backoff_delay
-
-    assert [backoff_delay(n, 1, 120, 0.2, 0.0) for n in range(1, 10)] == [1, 2, 4, 8, 16, 32, 64, 120, 120]
-    assert backoff_delay(3, 1, 120, 0.2, 0.999) == pytest.approx(4 * 0.8, rel=1e-3)
-    assert backoff_delay(10_000, 1, 120, 0.2, 0.5) == pytest.approx(108)
-
-
-def test_sample_buffer_drops_oldest_first_and_hands_out_the_rest() -> None:
-    from monitor.sources.streambuffer import SampleBuffer
-
-    buf = SampleBuffer(5)
-    for start in (0, 3, 6):
-        buf.put(np.arange(start, start + 3, dtype=np.float32))
-    assert buf.drops == 2 and buf.dropped_samples == 4 and len(buf) == 5
-    np.testing.assert_array_equal(buf.take(0), [4, 5, 6, 7, 8])
-    assert buf.take(0).size == 0  # nothing yet
-    buf.put(np.arange(3, dtype=np.float32))
-    buf.finish()  # ended: what is held, then None
-    np.testing.assert_array_equal(buf.take(0), [0, 1, 2])
-    assert buf.take(0) is None
-    big = SampleBuffer(5)
-    big.put(np.arange(7, dtype=np.float32))  # one block larger than the buffer: its newest part
-    assert (big.drops, big.dropped_samples) == (1, 2)
-    np.testing.assert_array_equal(big.take(0), [2, 3, 4, 5, 6])
-    closed = SampleBuffer(5)
-    closed.put(np.ones(2, np.float32))
-    closed.close()  # interrupted: None at once
-    assert closed.take(None) is None
-
-
-def test_credentials_are_encoded_into_the_url_and_redacted_everywhere() -> None:
-    from monitor.sources.ffmpeg import condense, redact, with_credentials
-
-    url = with_credentials("rtsp://old:creds@cam.local:554/ch1?x=1", "admin", PASSWORD)
-    assert url == "rtsp://admin:p%40ss%3Aw%2Frd%231@cam.local:554/ch1?x=1"
-    assert redact(f"[rtsp @ 0x1] {url}: 401; also {PASSWORD}", (PASSWORD,)) == (
-        "[rtsp @ 0x1] rtsp://***@cam.local:554/ch1?x=1: 401; also ***"
-    )
-    stderr = [
-        "[wav @ 0x55f296370980] Packet corrupt (stream = 0, dts = NOPTS).",
-        "Guessed Channel Layout for Input Stream #0.0 : mono",
-        "[rtsp @ 0x5646b76dba00] method PLAY failed: 454 Session Not Found",
-        "rtsp://***@h/x: Server returned 4XX Client Error, but not one of 40{0,1,3,4}",
-    ]
-    assert condense(stderr) == "rtsp: method PLAY failed: 454 Session Not Found"
-    assert condense(["Stream map '0:a:0' matches no streams.", "To ignore this, add a trailing '?' to the map."]) == (
-        "the stream has no audio track"
-    )
