@@ -54,7 +54,7 @@ def _install_signal_handlers(stop: threading.Event) -> None:
 
 def _run_monitor(cfg: Config, source_factory: Callable[[], Any], live: bool, scores: bool,
                  plot: str | None = None) -> int:
-    from monitor.inference.scorer import ModelLoadError
+    from monitor.inference.errors import ModelLoadError
     from monitor.wiring import build_monitor
 
     stop = threading.Event()
@@ -164,7 +164,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         limit=args.limit,
         prompt_template=args.prompt_template,
+        backend=args.backend,
     )
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write a transformers CLAP checkpoint as an ONNX model folder (for inference.backend: onnx)."""
+    from monitor.inference.export import run
+
+    return run(args.model, args.out, int8=args.int8)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -218,7 +226,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="only the first N clips (a quick check)")
     p.add_argument("--prompt-template", default=DEFAULT_PROMPT_TEMPLATE,
                    help="prompt for each class (default: %(default)r)")
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                   help="inference backend (onnx: --model is an exported folder; default: %(default)s)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("export", help="write a CLAP checkpoint as an ONNX model folder (needs torch)")
+    p.add_argument("model", help="hub id or folder of a transformers CLAP checkpoint")
+    p.add_argument("out", help="folder to write (onnx/audio_model.onnx, onnx/text_model.onnx, tokenizer, configs)")
+    p.add_argument("--int8", action="store_true", help="also write onnx/audio_model_quantized.onnx")
+    p.set_defaults(func=cmd_export)
     return parser
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import time
 import warnings
 from collections.abc import Sequence
@@ -19,15 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from monitor.inference.errors import ModelLoadError
+from monitor.inference.runtime import default_threads
 from monitor.labels import LabelPrompts
 
 __all__ = ["ClapScorer", "LabelPrompts", "ModelLoadError", "bf16_supported", "default_threads"]
 
 log = logging.getLogger(__name__)
-
-
-class ModelLoadError(RuntimeError):
-    """The checkpoint cannot be loaded; the message names the model id or folder."""
 
 
 def _release_checkpoint_pages() -> int:
@@ -62,14 +59,6 @@ def bf16_supported() -> bool:
         return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
     except AttributeError:  # older torch
         return False
-
-
-def default_threads() -> int:
-    """torch threads for this box: every core the process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def _mean_direction(rows: torch.Tensor) -> torch.Tensor:

@@ -33,8 +33,9 @@ from monitor.config import (
 )
 from monitor.core.resample import to_model_rate
 from monitor.core.windowing import Windower
+from monitor.inference.errors import ModelLoadError
 from monitor.inference.loading import load_scorer
-from monitor.inference.scorer import ClapScorer, ModelLoadError
+from monitor.inference.worker import Scorer
 from monitor.labels import LabelPrompts, labels_from_config
 from monitor.offline.scoring import BATCH_SIZE, score_batches
 from monitor.sources.audiofile import AudioFileError, find_audio_files, read_audio
@@ -157,7 +158,7 @@ class FileScores:
         }
 
 
-def score_clip(scorer: ClapScorer, samples: np.ndarray, window_seconds: float, hop_seconds: float,
+def score_clip(scorer: Scorer, samples: np.ndarray, window_seconds: float, hop_seconds: float,
                ) -> tuple[list[float], list[float], np.ndarray]:
     """Score 48 kHz samples: as one clip if no longer than a window, else window by window.
 
@@ -180,7 +181,7 @@ def score_clip(scorer: ClapScorer, samples: np.ndarray, window_seconds: float, h
     return starts, ends, scores
 
 
-def classify_file(scorer: ClapScorer, path: str | Path, window_seconds: float, hop_seconds: float) -> FileScores:
+def classify_file(scorer: Scorer, path: str | Path, window_seconds: float, hop_seconds: float) -> FileScores:
     """Read, resample and score one file (raises :class:`AudioFileError` if it cannot be read)."""
     samples, rate = read_audio(path)
     starts, ends, scores = score_clip(scorer, to_model_rate(samples, rate), window_seconds, hop_seconds)
@@ -188,7 +189,7 @@ def classify_file(scorer: ClapScorer, path: str | Path, window_seconds: float, h
 
 
 def classify_files(
-    scorer: ClapScorer, paths: Sequence[str | Path], window_seconds: float, hop_seconds: float
+    scorer: Scorer, paths: Sequence[str | Path], window_seconds: float, hop_seconds: float
 ) -> tuple[list[FileScores], list[tuple[str, str]]]:
     """Classify files and folders (recursively); unreadable files are logged and returned as (file, reason)."""
     files = find_audio_files(list(paths))

@@ -124,7 +124,7 @@ def check_options(prompt_template: str, batch_size: int) -> None:
 
 def dataset_labels(dataset: EvalDataset, prompt_template: str = DEFAULT_PROMPT_TEMPLATE) -> list[LabelPrompts]:
     """The labels to load the scorer with: each class label with its one prompt, in class order."""
-    from monitor.inference.scorer import LabelPrompts
+    from monitor.labels import LabelPrompts
 
     return [LabelPrompts(lbl, (prompt_template.format(lbl),)) for lbl in dataset.labels]
 
@@ -218,10 +218,11 @@ def run(
     prompt_template: str = DEFAULT_PROMPT_TEMPLATE,
     threads: int | None = None,
     out: TextIO | None = None,
+    backend: str = "torch",
 ) -> int:
     """The ``evaluate`` command: 0 when results were written, 1 on bad input (the reason on stderr)."""
+    from monitor.inference.errors import ModelLoadError
     from monitor.inference.loading import load_scorer
-    from monitor.inference.scorer import ModelLoadError
 
     out = out or sys.stdout
     model = model or DEFAULT_MODEL
@@ -234,7 +235,8 @@ def run(
         ds = open_dataset(dataset, folds, limit)
         log.info("%s: %s layout, %d classes, %d clips", ds.path, ds.layout, len(ds.classes), len(ds.clips))
         try:
-            scorer = load_scorer(model, InferenceConfig(threads=threads), dataset_labels(ds, prompt_template))
+            inference = InferenceConfig(threads=threads, backend=backend)  # type: ignore[arg-type]
+            scorer = load_scorer(model, inference, dataset_labels(ds, prompt_template))
         except ModelLoadError as exc:
             raise EvaluationError(str(exc)) from None
         result = evaluate(ds, scorer, prompt_template, batch_size)
