@@ -110,8 +110,9 @@ def test_runtime_label_matches_pipeline_and_cached_labels_survive_a_missing_text
     ref = reference(pipe, audio, labels)
     got = dict(zip(s.labels, s.score(audio[None])[0], strict=True))
     assert all(abs(got[lbl] - ref[lbl]) < 1e-5 for lbl in labels), (got, ref)
-    # Without the text model (deleted to save space), cached labels load; a new one is refused with the reason.
+    # Without the text models (deleted to save space), cached labels load; a new one is refused with the reason.
     (folder / "onnx" / "text_model.onnx").unlink()
+    (folder / "onnx" / "text_model_quantized.onnx").unlink()
     s2 = load_scorer(str(folder), onnx_config(tmp_path / "cache"), prompts(labels))
     failed = s2.sync_labels(prompts([*labels, "thunder"]))
     assert list(failed) == ["thunder"] and "text_model.onnx" in failed["thunder"]
@@ -188,3 +189,20 @@ def test_missing_and_bad_files_are_named(tiny_onnx: Path, tmp_path: Path) -> Non
     (folder / "tokenizer.json").unlink()
     with pytest.raises(ModelLoadError, match=r"missing tokenizer\.json"):
         load_scorer(str(folder), onnx_config(None), prompts(LABELS))
+
+
+def test_auto_precision_on_the_torch_backend_is_bf16_only_where_native(tiny_model: Path) -> None:
+    from monitor.inference.scorer import bf16_supported
+
+    s = load_scorer(str(tiny_model), InferenceConfig(threads=2, precision="auto"), prompts(["dog", "silence"]))
+    assert s.precision == ("bf16" if bf16_supported() else "fp32")
+
+
+def test_the_quantized_text_model_serves_when_the_fp32_one_is_left_out(tiny_onnx: Path, tmp_path: Path) -> None:
+    folder = shutil.copytree(tiny_onnx, tmp_path / "model")
+    (folder / "onnx" / "text_model.onnx").unlink()
+    s = load_scorer(str(folder), onnx_config(tmp_path / "cache"), prompts(LABELS))
+    assert s.folder.text_file().name == "text_model_quantized.onnx" and s.text_model_runs == 1
+    full = load_scorer(str(tiny_onnx), onnx_config(tmp_path / "cache"), prompts(LABELS))
+    cos = (s._text * full._text).sum(1)
+    assert cos.min() > 0.9 and not np.array_equal(s._text, full._text)  # close, and not the fp32 model's cache

@@ -136,6 +136,7 @@ def test_export_command_writes_the_layout(tiny_model: Path, tmp_path: Path) -> N
                           capture_output=True, text=True, timeout=300, env=monitor_env())
     assert proc.returncode == 0, proc.stderr
     for name in ("onnx/audio_model.onnx", "onnx/audio_model_quantized.onnx", "onnx/text_model.onnx",
+                 "onnx/text_model_quantized.onnx",
                  "tokenizer.json", "preprocessor_config.json", "config.json"):
         assert (out / name).is_file(), name
     assert "largest difference of unit-norm embeddings to torch: audio" in proc.stdout

@@ -3,7 +3,9 @@
 Writes the layout of :mod:`monitor.inference.onnx_folder` (transformers.js's, as ``Xenova/clap-htsat-unfused``):
 the audio tower with its projection as ``onnx/audio_model.onnx`` (``input_features`` → ``audio_embeds``), the
 text tower with its projection as ``onnx/text_model.onnx`` (``input_ids``, ``attention_mask`` →
-``text_embeds``), with ``--int8`` a dynamically quantized ``onnx/audio_model_quantized.onnx``, and
+``text_embeds``), with ``--int8`` dynamically quantized ``onnx/audio_model_quantized.onnx`` (used by
+``precision: int8``) and ``onnx/text_model_quantized.onnx`` (used only when ``text_model.onnx`` is left out, to
+halve the memory of encoding labels on a very small box), and
 ``config.json``, ``preprocessor_config.json`` and the tokenizer files. CLAP's logit scale goes into the audio
 models' metadata. Each tower is checked against torch on the spot.
 
@@ -141,10 +143,11 @@ def export_model(model: str, out: str | Path, int8: bool = False) -> dict[str, f
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         # Dynamic quantization: weights of MatMul/Gemm stored as int8, activations quantized per run.
-        logging.disable(logging.INFO)  # the quantizer logs every tensor it skips on the root logger
+        logging.disable(logging.WARNING)  # the quantizer logs every tensor it skips on the root logger
         try:
-            quantize_dynamic(out / "onnx/audio_model.onnx", out / "onnx/audio_model_quantized.onnx",
-                             weight_type=QuantType.QInt8)
+            for tower in ("audio_model", "text_model"):
+                quantize_dynamic(out / f"onnx/{tower}.onnx", out / f"onnx/{tower}_quantized.onnx",
+                                 weight_type=QuantType.QInt8)
         finally:
             logging.disable(logging.NOTSET)
         _set_metadata(onnx, out / "onnx/audio_model_quantized.onnx", {**meta, "quantization": "dynamic int8"})

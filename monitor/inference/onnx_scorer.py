@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 
 from monitor.inference.errors import ModelLoadError
 from monitor.inference.mel import NumpyClapFeatures
@@ -31,6 +32,7 @@ from monitor.inference.onnx_folder import (
 )
 from monitor.inference.onnx_session import ARENA, check_io, open_session
 from monitor.inference.onnx_text import encode_prompts, load_tokenizer, normalize, tokenize
+from monitor.inference.runtime import release_freed_memory
 from monitor.inference.text_cache import EmbeddingCache, file_fingerprint
 from monitor.labels import LabelPrompts
 
@@ -70,17 +72,23 @@ class OnnxScorer:
         except (ValueError, TypeError, KeyError) as exc:
             raise ModelLoadError(f"model folder '{model}': {exc}") from exc
         self.sampling_rate = self.features.sampling_rate
-        path = self.folder.audio_file(precision)
-        self.session = open_session(path, threads, self.providers, arena)
-        check_io(self.session, path, (AUDIO_INPUT,), AUDIO_OUTPUT)
+        self._audio_path = self.folder.audio_file(precision)
+        self._arena = arena
+        self.session = self._open_audio()
         self.cache = EmbeddingCache(cache_dir, self.folder.root, self.folder.text_file())
         self.text_model_runs = 0  # how often the text model was loaded and run (tests, logs)
         self.logit_scale = np.float32(self._logit_scale())
         self.labels: list[str] = []
         self._text: np.ndarray | None = None
         self._label_cache: dict[tuple[str, ...], np.ndarray] = {}  # prompts → label embedding
-        log.info("loaded %s (%s, onnxruntime %s) in %.1f s", path, precision,
+        release_freed_memory()  # what loading left behind (the model file's bytes, graph rewrites)
+        log.info("loaded %s (%s, onnxruntime %s) in %.1f s", self._audio_path, precision,
                  ",".join(self.session.get_providers()), time.monotonic() - t0)
+
+    def _open_audio(self) -> ort.InferenceSession:
+        session = open_session(self._audio_path, self.threads, self.providers, self._arena)
+        check_io(session, self._audio_path, (AUDIO_INPUT,), AUDIO_OUTPUT)
+        return session
 
     # --- logit scale -----------------------------------------------------------------------------
     def _logit_scale(self) -> float:
@@ -160,11 +168,18 @@ class OnnxScorer:
         failed: dict[str, str] = {}
         reason = "cannot encode the prompts"
         if todo:
+            # The audio session is let go while the text model (several times its size) runs, so that the peak is
+            # the larger of the two, not their sum; reloading it costs well under a second.
+            self.session = None  # type: ignore[assignment]
+            release_freed_memory()
             try:
                 self.cache.put(dict(zip(todo, self.encode_prompts(todo), strict=True)))
             except Exception as exc:  # noqa: BLE001 - any failure of the text side is reported per label
                 log.error("cannot encode the prompts of %s: %s", ", ".join(lbl.name for lbl in new), exc)
                 reason = f"cannot encode the prompts: {exc}"
+            finally:
+                release_freed_memory()
+                self.session = self._open_audio()
         elif new:
             log.info("%d label(s) from the embedding cache; no text model run", len(new))
         for lbl in new:
