@@ -16,7 +16,7 @@ import onnxruntime as ort
 from monitor.inference.errors import ModelLoadError
 from monitor.inference.runtime import default_threads
 
-__all__ = ["ARENA", "open_session", "select_providers", "session_options"]
+__all__ = ["ARENA", "check_io", "open_session", "select_providers", "session_options"]
 
 log = logging.getLogger(__name__)
 

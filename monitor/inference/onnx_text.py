@@ -14,12 +14,16 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from monitor.inference.errors import ModelLoadError
 from monitor.inference.onnx_folder import TEXT_INPUTS, TEXT_OUTPUT, ModelFolder
 from monitor.inference.onnx_session import check_io, open_session
+
+if TYPE_CHECKING:  # imported when a tokenizer is first needed (a restart with cached labels needs none)
+    from tokenizers import Tokenizer
 
 __all__ = ["encode_prompts", "load_tokenizer", "normalize", "tokenize"]
 
@@ -32,7 +36,7 @@ def normalize(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
-def load_tokenizer(folder: ModelFolder):  # -> tokenizers.Tokenizer (imported lazily)
+def load_tokenizer(folder: ModelFolder) -> Tokenizer:
     """The folder's tokenizer, padding to the longest prompt and truncating to the model's limit."""
     from tokenizers import Tokenizer
 
@@ -52,7 +56,7 @@ def load_tokenizer(folder: ModelFolder):  # -> tokenizers.Tokenizer (imported la
     return tok
 
 
-def tokenize(tokenizer, prompts: Sequence[str]) -> dict[str, np.ndarray]:
+def tokenize(tokenizer: Tokenizer, prompts: Sequence[str]) -> dict[str, np.ndarray]:
     """``input_ids``, ``attention_mask`` (and zero ``token_type_ids``) int64 arrays for a batch of prompts."""
     encodings = tokenizer.encode_batch(list(prompts))
     ids = np.array([e.ids for e in encodings], dtype=np.int64)
