@@ -166,7 +166,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="fewer repeats, skip latency and adaptive hop")
     parser.add_argument("--report", action="store_true", help="only print the table of the last run's bench.json")
-    parser.add_argument("--only", help="comma-separated sections to rerun (inprocess,replay,latency,adaptive), "
+    parser.add_argument("--only", help="comma-separated sections to rerun (inprocess,replay,latency,adaptive,onnx), "
                         "merged into the last bench.json")
     args = parser.parse_args()
     out = Path(args.out)
@@ -183,7 +183,7 @@ def main() -> int:
             print("building the full-size random CLAP model ...", file=sys.stderr)
             build_random_clap(folder, size="full")
         model = str(folder)
-    only = set(args.only.split(",")) if args.only else {"inprocess", "replay", "latency", "adaptive"}
+    only = set(args.only.split(",")) if args.only else {"inprocess", "replay", "latency", "adaptive", "onnx"}
     if args.quick:
         only -= {"latency", "adaptive"}
     previous = json.loads((out / "bench.json").read_text()) if args.only and (out / "bench.json").exists() else {}
@@ -208,6 +208,10 @@ def main() -> int:
         res.update(measure_latency(model, tmp))
     if "adaptive" in only:
         res.update(measure_adaptive(model, tmp))
+    if "onnx" in only:  # the ONNX Runtime backend beside the torch one (benchmarks/bench_onnx.py)
+        from bench_onnx import measure_onnx
+
+        res.update(measure_onnx(model, out, tmp, args.threads, repeat))
     (out / "bench.json").write_text(json.dumps(res, indent=2))
     print(report(res))
     return 0
@@ -402,6 +406,10 @@ def measure_adaptive(model: str, tmp: Path) -> dict[str, Any]:
 
 def report(r: dict[str, Any]) -> str:
     """The table for docs/BENCHMARKS.md."""
+    if "labels_ms" not in r:  # only the onnx section has run (--only onnx on a fresh folder)
+        from bench_onnx import table
+
+        return table(r)
     lab = {int(k): v for k, v in r["labels_ms"].items()}
     rows = [
         ("a. audio-tower forward per window (floor)", f"{r['a_forward_ms']:.1f} ms"),
@@ -445,6 +453,10 @@ def report(r: dict[str, Any]) -> str:
                      f"(CPU {fx['cpu_s']:.1f} / {ad['cpu_s']:.1f} s)"))
         rows.append(("h. event at 90 s: first start window_end fixed / adaptive",
                      f"{fx['first_start_window_end']} / {ad['first_start_window_end']} s"))
+    if "onnx" in r:
+        from bench_onnx import report_rows
+
+        rows += report_rows(r)
     width = max(len(a) for a, _ in rows)
     lines = [f"| {'measurement'.ljust(width)} | result |", f"| {'-' * width} | --- |"]
     lines += [f"| {a.ljust(width)} | {b} |" for a, b in rows]
