@@ -11,7 +11,7 @@ import threading
 
 import numpy as np
 
-__all__ = ["FeedSource", "StallingSource", "FailingSource", "RATE", "loud", "quiet"]
+__all__ = ["RATE", "FailingSource", "FeedSource", "StallingSource", "loud", "quiet"]
 
 RATE = 48_000
 
