@@ -37,7 +37,7 @@ from monitor.labels import LabelRegistry
 from monitor.lifecycle import call_unless_stopped
 from monitor.records import Event, ScoredWindow, Window
 from monitor.sinks import Sink
-from monitor.sourcerun import STALL_SECONDS, AudioTap, SourcePlan, SourceRun, SourceStats
+from monitor.sourcerun import STALL_SECONDS, AudioTap, SourcePlan, SourceRun, SourceStats, run_health
 from monitor.systemd import notify, watchdog_interval
 
 if TYPE_CHECKING:
@@ -139,28 +139,9 @@ class Monitor:
 
     # --- state for other threads -------------------------------------------------------------------
     def health(self, now: float | None = None) -> tuple[bool, str]:
-        """``(healthy, reason)``: behind the systemd watchdog, ``/healthz`` and the health metric alike.
-
-        Failing while starting, when every source is down or stalled, or when inference stalls; healthy but
-        ``degraded: ...`` (naming the sources) while only some sources are down, so one camera that is away
-        never gets the service restarted.
-        """
-        now = time.monotonic() if now is None else now
-        worker = self.worker
-        if worker is None or any(run.stage is None for run in self.sources):
-            return False, "starting: loading the model"
-        problems = [p for run in self.sources if (p := run.problem(now))]
-        if problems and len(problems) == len(self.sources):
-            return False, problems[0] if len(problems) == 1 else "all sources are down: " + "; ".join(problems)
-        if not worker.alive:
-            return False, "the inference thread has stopped"
-        if worker.stalled(now, STALL_SECONDS):
-            return False, f"one inference has been running for over {STALL_SECONDS:g} s"
-        if now - worker.last_progress >= STALL_SECONDS:
-            return False, f"inference has made no progress for {now - worker.last_progress:.0f} s"
-        if problems:
-            return True, "degraded: " + "; ".join(problems)
-        return True, "ok"
+        """``(healthy, reason)``: behind the systemd watchdog, ``/healthz`` and the health metric alike (see
+        :func:`monitor.sourcerun.run_health`: degraded, not failing, while only some sources are down)."""
+        return run_health(self.sources, self.worker, time.monotonic() if now is None else now)
 
     def stats(self) -> PipelineStats:
         """The run's counters now."""

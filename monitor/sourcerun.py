@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -187,3 +187,33 @@ class SourceRun:
             windows_invalid=stage.windows_invalid,
             samples_clipped=stage.samples_clipped,
         )
+
+
+class _Worker(Protocol):
+    """What health needs of the inference worker."""
+
+    alive: bool
+    last_progress: float
+
+    def stalled(self, now: float, limit: float) -> bool: ...
+
+
+def run_health(sources: Sequence[SourceRun], worker: _Worker | None, now: float) -> tuple[bool, str]:
+    """``(healthy, reason)`` of a run: failing while starting, when every source is down or stalled, or when
+    inference stalls; healthy but ``degraded: ...`` (naming the sources) while only some are down, so that one
+    camera that is away never gets the service restarted. One source alone gives the same answers as before
+    sources existed."""
+    if worker is None or any(run.stage is None for run in sources):
+        return False, "starting: loading the model"
+    problems = [p for run in sources if (p := run.problem(now))]
+    if problems and len(problems) == len(sources):
+        return False, problems[0] if len(problems) == 1 else "all sources are down: " + "; ".join(problems)
+    if not worker.alive:
+        return False, "the inference thread has stopped"
+    if worker.stalled(now, STALL_SECONDS):
+        return False, f"one inference has been running for over {STALL_SECONDS:g} s"
+    if now - worker.last_progress >= STALL_SECONDS:
+        return False, f"inference has made no progress for {now - worker.last_progress:.0f} s"
+    if problems:
+        return True, "degraded: " + "; ".join(problems)
+    return True, "ok"
