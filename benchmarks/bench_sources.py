@@ -1,0 +1,261 @@
+"""Benchmark section i (``bench.py --only sources``): several sources, one model.
+
+  i1  cost per source-window when N windows (one per source) are scored as one batch vs one call each, N = 1, 2,
+      4, 8: how far batching stretches one box
+  i2  the real pipeline (windowing threads, fair queue, worker, detectors) live-paced at hop 1 s with N sources,
+      batched (``max_batch`` 8) vs one at a time (``max_batch`` 1): windows scored and dropped per source, CPU per
+      second of wall time; a source count "stays real time" when, after the warm-up, no source drops a window and
+      the model scores as many windows as the sources cut
+  i3  CPU of the readers themselves: N ffmpeg processes, each reading a live 16 kHz WAV stream over HTTP and
+      writing 48 kHz float PCM to a pipe (the network reader's work), CPU-seconds per second of audio
+
+Run through ``bench.py``; results go into ``bench.json`` under ``sources``.
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import resource
+import shutil
+import statistics
+import struct
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SOURCE_COUNTS = (1, 2, 4, 8)
+WARMUP_S = 10.0  # of live-paced audio before drops count (the model's first calls are slower)
+
+
+def measure_sources(model: str, threads: int, repeat: int, seconds: float = 40.0) -> dict[str, Any]:
+    """All of section i."""
+    return {"sources": {"scorer": _scorer(model, threads, repeat), "pipeline": _pipeline(model, threads, seconds),
+                        "readers": _readers(seconds=min(seconds, 30.0))}}
+
+
+def _scorer(model: str, threads: int, repeat: int) -> dict[str, Any]:
+    from bench import LABELS_10, labelled, median_ms, test_audio
+
+    from monitor.inference.scorer import ClapScorer
+
+    scorer = ClapScorer(model, threads=threads)
+    scorer.set_labels(labelled(LABELS_10))
+    scorer.free_text_tower()
+    x = test_audio(max(SOURCE_COUNTS))
+    out = {}
+    for n in SOURCE_COUNTS:
+        reps = max(3, repeat // n)
+        batched = median_ms(lambda n=n: scorer.score(x[:n]), reps)
+        single = median_ms(lambda n=n: [scorer.score(x[i : i + 1]) for i in range(n)], reps)
+        out[str(n)] = {"batched_ms_per_window": batched / n, "one_at_a_time_ms_per_window": single / n,
+                       "batched_ms_per_hop": batched, "one_at_a_time_ms_per_hop": single}
+    return out
+
+
+def _pipeline(model: str, threads: int, seconds: float) -> dict[str, Any]:
+    from bench import test_audio
+    from support.config import make_config
+
+    from monitor.inference.scorer import ClapScorer
+    from monitor.labels import LabelSet
+    from monitor.pipeline import SourcePlan
+    from monitor.wiring import build_monitor
+
+    audio = np.concatenate(list(test_audio(12)))  # 60 s of room-like sound, looped
+    out: dict[str, Any] = {}
+    scorer = ClapScorer(model, threads=threads)
+    labels = ["glass breaking", "dog barking", "a smoke alarm beeping"]
+    for n in SOURCE_COUNTS:
+        for mode, max_batch in (("batched", 8), ("one_at_a_time", 1)):
+            cfg = make_config(model, labels=labels, audio={"window_seconds": 5.0, "hop_seconds": 1.0},
+                              inference={"threads": threads, "max_batch": max_batch, "queue_size": 4},
+                              sources=[{"name": f"s{i}", "url": f"rtsp://bench/{i}"} for i in range(n)])
+            from monitor.labels import labels_from_config
+
+            snapshot: LabelSet = labels_from_config(cfg)
+            scorer.set_labels(snapshot.scored())
+            feeds = [_PacedSource(audio, offset=i * 48000 * 7) for i in range(n)]
+            plans = [SourcePlan(src, lambda f=f: f) for src, f in zip(cfg.sources or [], feeds, strict=True)]
+            mon = build_monitor(cfg, plans, live=True, scorer=scorer, stdout=False)
+            stop = threading.Event()
+            runner = threading.Thread(target=mon.run, args=(stop,), daemon=True)
+            cpu0 = _cpu()
+            t0 = time.monotonic()
+            runner.start()
+            for f in feeds:
+                f.start(t0)
+            time.sleep(WARMUP_S)
+            warm = mon.stats()
+            cpu_w, t_w = _cpu(), time.monotonic()
+            time.sleep(seconds - WARMUP_S)
+            end = mon.stats()
+            cpu1, t1 = _cpu(), time.monotonic()
+            stop.set()
+            runner.join(30)
+            for f in feeds:
+                f.stop()
+            per = {s.name: {"windows": s.windows, "dropped": s.dropped} for s in end.sources}
+            dropped_after_warmup = {s.name: s.dropped - w.dropped for s, w in zip(end.sources, warm.sources,
+                                                                                   strict=True)}
+            cut = sum(s.windows for s in end.sources) - sum(s.windows for s in warm.sources)
+            scored = end.windows_scored - warm.windows_scored
+            # Keeping up: no drops, and scored as many as were cut (give or take a batch in flight); a slight
+            # overload would otherwise only show once the queue is full, maybe after the run.
+            out[f"{n}/{mode}"] = {
+                "sources": n, "max_batch": max_batch, "wall_s": t1 - t0,
+                "scored": end.windows_scored, "dropped": end.windows_dropped, "per_source": per,
+                "dropped_after_warmup": dropped_after_warmup,
+                "cut_after_warmup": cut, "scored_after_warmup": scored,
+                "real_time": all(d == 0 for d in dropped_after_warmup.values()) and scored >= cut - max_batch,
+                "cpu_s_per_s": (cpu1 - cpu_w) / (t1 - t_w), "cpu_s_total": cpu1 - cpu0,
+            }
+            print(f"# sources {n} {mode}: {out[f'{n}/{mode}']}", flush=True)
+    return out
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+class _PacedSource:
+    """A live source for the benchmark: ``audio`` looped, 0.25 s blocks delivered on the wall clock."""
+
+    lossless = False
+    rate = 48_000
+    state = "up"
+    last_error = None
+    reopens = 0
+
+    def __init__(self, audio: np.ndarray, offset: int = 0, block: float = 0.25) -> None:
+        self.audio = np.roll(audio, -offset)
+        self.block = round(block * self.rate)
+        self._pos = 0
+        self._t0 = 0.0
+        self._stop = threading.Event()
+
+    def start(self, t0: float) -> None:
+        self._t0 = t0
+
+    def read(self, timeout: float = 0.5) -> np.ndarray | None:
+        if self._stop.is_set():
+            return None
+        due = self._t0 + (self._pos + self.block) / self.rate
+        if self._stop.wait(max(0.0, due - time.monotonic())):
+            return None
+        i = self._pos % len(self.audio)
+        out = np.take(self.audio, range(i, i + self.block), mode="wrap")
+        self._pos += self.block
+        return out.astype(np.float32)
+
+    def interrupt(self) -> None:
+        self._stop.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _readers(seconds: float) -> dict[str, Any]:
+    """i3: CPU of N ffmpeg readers of live HTTP WAV streams (16 kHz mono in, 48 kHz float out)."""
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        return {"error": "ffmpeg not installed"}
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _LiveWav)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/live.wav"
+    out: dict[str, Any] = {}
+    try:
+        for n in SOURCE_COUNTS:
+            procs = [subprocess.Popen([ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-rw_timeout",
+                                       "10000000", "-i", url, "-vn", "-ac", "1", "-ar", "48000", "-f", "f32le", "-"],
+                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) for _ in range(n)]
+            got = [0] * n
+
+            readers = [threading.Thread(target=_drain, args=(p, got, i), daemon=True) for i, p in enumerate(procs)]
+            for r in readers:
+                r.start()
+            time.sleep(seconds)
+            cpu = [_proc_cpu(p.pid) for p in procs]
+            for p in procs:
+                p.kill()
+                p.wait()
+            audio_s = [b / 4 / 48000 for b in got]
+            out[str(n)] = {"cpu_s_per_audio_s_each": statistics.mean(c / max(a, 1e-9) for c, a in zip(cpu, audio_s,
+                                                                                                     strict=True)),
+                           "audio_s_each": statistics.mean(audio_s), "cpu_s_total": sum(cpu)}
+            print(f"# readers {n}: {out[str(n)]}", flush=True)
+    finally:
+        server.shutdown()
+    return out
+
+
+def _drain(proc: subprocess.Popen[bytes], got: list[int], i: int) -> None:
+    """Read a reader's PCM as the windowing thread would, counting bytes."""
+    assert proc.stdout is not None
+    while chunk := proc.stdout.read(65536):
+        got[i] += len(chunk)
+
+
+def _proc_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class _LiveWav(http.server.BaseHTTPRequestHandler):
+    """An endless 16 kHz mono 16-bit WAV, sent in real time (a camera's HTTP audio)."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "audio/wav")
+        self.end_headers()
+        rate = 16000
+        header = b"RIFF" + struct.pack("<I", 0xFFFFFFFF - 8) + b"WAVEfmt " + struct.pack(
+            "<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16) + b"data" + struct.pack("<I", 0xFFFFFFFF - 44)
+        rng = np.random.default_rng(0)
+        block = (rng.standard_normal(rate // 10) * 3000).astype("<i2").tobytes()  # 0.1 s
+        t0 = time.monotonic()
+        sent = 0
+        try:
+            self.wfile.write(header)
+            while True:
+                self.wfile.write(block)
+                sent += 1
+                time.sleep(max(0.0, t0 + sent * 0.1 - time.monotonic()))
+        except (BrokenPipeError, ConnectionResetError):
+            return
+
+
+def report_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
+    """Rows of the results table for section i."""
+    s = res.get("sources")
+    if not s:
+        return []
+    rows = []
+    sc = s.get("scorer", {})
+    if sc:
+        rows.append(("i1. ms per source-window, batched / one at a time, at " + " / ".join(sc) + " sources",
+                     "; ".join(f"{v['batched_ms_per_window']:.0f} / {v['one_at_a_time_ms_per_window']:.0f}"
+                               for v in sc.values())))
+    pipe = s.get("pipeline", {})
+    for mode in ("batched", "one_at_a_time"):
+        runs = {k.split("/")[0]: v for k, v in pipe.items() if k.endswith(mode)}
+        if runs:
+            rt = [n for n, v in runs.items() if v["real_time"]]
+            rows.append((f"i2. pipeline at hop 1 s, {mode.replace('_', ' ')}: real time at N sources "
+                         f"(drops after warm-up; CPU-s per s)",
+                         ", ".join(f"{n}: {'yes' if v['real_time'] else 'no'} "
+                                   f"({sum(v['dropped_after_warmup'].values())}; {v['cpu_s_per_s']:.2f})"
+                                   for n, v in runs.items()) + f" → max {max(map(int, rt), default=0)}"))
+    rd = s.get("readers", {})
+    if rd and "error" not in rd:
+        rows.append(("i3. ffmpeg reader CPU-s per audio-s, each, at " + " / ".join(rd) + " streams",
+                     " / ".join(f"{v['cpu_s_per_audio_s_each']:.4f}" for v in rd.values())))
+    return rows
