@@ -6,7 +6,7 @@ PortAudio records from), not mocks. The classes behind them live in the ``suppor
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -31,8 +31,10 @@ def broker_factory(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
     """
     made: list[Broker] = []
 
-    def make(port: int | None = None, start: bool = True, persistent: bool = False) -> Broker:
-        b = Broker(port=port, workdir=tmp_path / f"broker-{len(made)}", persistent=persistent)
+    def make(port: int | None = None, start: bool = True, persistent: bool = False,
+             extra_config: Sequence[str] = ()) -> Broker:
+        b = Broker(port=port, workdir=tmp_path / f"broker-{len(made)}", persistent=persistent,
+                   extra_config=extra_config)
         made.append(b)
         return b.start() if start else b
 

@@ -145,16 +145,20 @@ class TextEncoder:
         with self._lock:
             if model is not None:
                 return model.get_text_features(**self._tokenize(prompts)).pooler_output
-            from transformers import ClapTextModelWithProjection
+            return self._encode_with_loaded_tower(prompts)
 
-            with quiet_transformers():
-                tower = ClapTextModelWithProjection.from_pretrained(self.model_id).eval()
-            self.loads += 1
-            try:
-                return torch.nn.functional.normalize(tower(**self._tokenize(prompts)).text_embeds, dim=-1)
-            finally:
-                del tower
-                gc.collect()
+    def _encode_with_loaded_tower(self, prompts: Sequence[str]) -> torch.Tensor:
+        # The scorer freed its text tower after start-up: load it from disk for this one batch (lock held).
+        from transformers import ClapTextModelWithProjection
+
+        with quiet_transformers():
+            tower = ClapTextModelWithProjection.from_pretrained(self.model_id).eval()
+        self.loads += 1
+        try:
+            return torch.nn.functional.normalize(tower(**self._tokenize(prompts)).text_embeds, dim=-1)
+        finally:
+            del tower
+            gc.collect()
 
     def encode_labels(self, labels: Sequence[LabelPrompts], model: Any = None) -> dict[str, str]:
         """Encode the labels not in the cache, all in one batch, into the cache; name → reason for failures."""

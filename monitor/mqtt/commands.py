@@ -25,10 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from monitor import __version__
 from monitor.config import Config
-from monitor.labels import LabelDraft, LabelError, LabelRegistry, LabelSet, clip
+from monitor.labels import LabelDraft, LabelError, LabelRegistry, clip
 from monitor.mqtt.publisher import MqttPublisher
+from monitor.mqtt.summary import config_summary
 from monitor.mqtt.topics import Topics
 from monitor.mqtt.validation import (
     ACTIONS,
@@ -60,18 +60,6 @@ COMMAND_RATE = 2.0  # ... and per second after that
 ANSWER_BURST = 256  # refusals answered at once (over the rate, too large, retained, busy) ...
 ANSWER_RATE = 10.0  # ... and per second after that; past this a refused command is only counted and logged
 REFUSAL_LOG_SECONDS = 60.0  # network-thread refusals are logged once, then summed up at most this often
-
-
-def config_summary(cfg: Config, labels: LabelSet) -> dict[str, Any]:
-    """The retained ``<prefix>/config`` payload: what this node listens for right now."""
-    return {
-        "node": cfg.node_name(),
-        "version": __version__,
-        "model": cfg.model,
-        "labels": [lbl.summary() for lbl in labels.labels],
-        "background": list(labels.background),
-        "prompt_template": labels.template,
-    }
 
 
 @dataclass
@@ -108,6 +96,11 @@ class CommandDispatcher:
         self._queue: queue.Queue[bytes | None] = queue.Queue(QUEUE_SIZE)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="commands", daemon=True)
+        # The burst being handled, so that a shutdown that cannot wait for it (the thread is deep in a text
+        # encoding) still answers it; once answered that way, the thread answers nothing more.
+        self._hand_lock = threading.Lock()
+        self._in_hand: list[bytes] = []
+        self._abandoned = False
 
     def start(self) -> None:
         """Subscribe to the command topic and start the dispatcher thread."""
@@ -125,6 +118,12 @@ class CommandDispatcher:
             pass  # the thread sees _stop after the burst in hand
         if self._thread.is_alive():
             self._thread.join(timeout)
+        if self._thread.is_alive():
+            with self._hand_lock:
+                self._abandoned = True
+                in_hand, self._in_hand = self._in_hand, []
+            for payload in in_hand:
+                self._respond(echo(payload), False, "not applied: the monitor is stopping")
 
     # --- network thread: bound and queue, never parse what is not answered -------------------------
     def _on_message(self, topic: str, payload: bytes, retained: bool = False) -> None:
@@ -183,7 +182,11 @@ class CommandDispatcher:
                         self._stop.set()
                         break
                     burst.append(item)
+            with self._hand_lock:
+                self._in_hand = burst
             self.handle_burst(burst)
+            with self._hand_lock:
+                self._in_hand = []
 
     def handle(self, payload: bytes) -> None:
         """Parse, validate and apply one command payload, answering on the response topic."""
@@ -199,6 +202,9 @@ class CommandDispatcher:
         except Exception as exc:  # a bug must not kill the dispatcher or leave commands unanswered
             log.exception("runtime commands: a burst of %d failed", len(payloads))
             answers = [_Answer(echo(p), False, f"internal error: {exc}") for p in payloads]
+        with self._hand_lock:
+            if self._abandoned:  # the shutdown answered this burst already
+                return
         refused = [a for a in answers if not a.ok]
         for answer in answers:
             self._finish(answer)

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING
 from monitor.config import Config, SourceConfig
 from monitor.core.sourcerules import source_labels
 from monitor.labels import LabelRegistry, LabelSet
-from monitor.mqtt.commands import CommandDispatcher, config_summary
+from monitor.mqtt.commands import CommandDispatcher
 from monitor.mqtt.homeassistant import Discovery
 from monitor.mqtt.publisher import MqttPublisher
+from monitor.mqtt.summary import config_summary
 from monitor.mqtt.telemetry import Telemetry
 from monitor.mqtt.topics import Topics
 from monitor.records import Event, InputState, ScoredWindow
