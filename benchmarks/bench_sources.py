@@ -47,13 +47,14 @@ def _scorer(model: str, threads: int, repeat: int) -> dict[str, Any]:
     scorer.set_labels(labelled(LABELS_10))
     scorer.free_text_tower()
     x = test_audio(max(SOURCE_COUNTS))
-    out = {}
+    out: dict[str, Any] = {"load_before": os.getloadavg()[0]}
     for n in SOURCE_COUNTS:
         reps = max(3, repeat // n)
         batched = median_ms(lambda n=n: scorer.score(x[:n]), reps)
         single = median_ms(lambda n=n: [scorer.score(x[i : i + 1]) for i in range(n)], reps)
         out[str(n)] = {"batched_ms_per_window": batched / n, "one_at_a_time_ms_per_window": single / n,
                        "batched_ms_per_hop": batched, "one_at_a_time_ms_per_hop": single}
+    out["load_after"] = os.getloadavg()[0]
     return out
 
 
@@ -84,6 +85,7 @@ def _pipeline(model: str, threads: int, seconds: float) -> dict[str, Any]:
             mon = build_monitor(cfg, plans, live=True, scorer=scorer, stdout=False)
             stop = threading.Event()
             runner = threading.Thread(target=mon.run, args=(stop,), daemon=True)
+            load0 = os.getloadavg()[0]
             cpu0 = _cpu()
             t0 = time.monotonic()
             runner.start()
@@ -104,18 +106,27 @@ def _pipeline(model: str, threads: int, seconds: float) -> dict[str, Any]:
                                                                                    strict=True)}
             cut = sum(s.windows for s in end.sources) - sum(s.windows for s in warm.sources)
             scored = end.windows_scored - warm.windows_scored
-            # Keeping up: no drops, and scored as many as were cut (give or take a batch in flight); a slight
-            # overload would otherwise only show once the queue is full, maybe after the run.
+            # Keeping up: no drops, and scored as many as were cut, give or take what is in flight at either end of the
+            # interval (one hop's windows and a batch); a slight overload would otherwise only show once the queue is
+            # full, maybe after the run.
             out[f"{n}/{mode}"] = {
                 "sources": n, "max_batch": max_batch, "wall_s": t1 - t0,
                 "scored": end.windows_scored, "dropped": end.windows_dropped, "per_source": per,
                 "dropped_after_warmup": dropped_after_warmup,
                 "cut_after_warmup": cut, "scored_after_warmup": scored,
-                "real_time": all(d == 0 for d in dropped_after_warmup.values()) and scored >= cut - max_batch,
+                "real_time": keeps_up(dropped_after_warmup, cut, scored, n, max_batch),
                 "cpu_s_per_s": (cpu1 - cpu_w) / (t1 - t_w), "cpu_s_total": cpu1 - cpu0,
+                # the box's 1-minute load before and after: other work on a shared box skews everything here
+                "load_before": load0, "load_after": os.getloadavg()[0],
             }
             print(f"# sources {n} {mode}: {out[f'{n}/{mode}']}", flush=True)
     return out
+
+
+def keeps_up(dropped_after_warmup: dict[str, int], cut: int, scored: int, n: int, max_batch: int) -> bool:
+    """Whether a run kept up: no drops after the warm-up, and as many windows scored as cut, within what may be in
+    flight at either end (one hop's windows of every source, and a batch)."""
+    return all(d == 0 for d in dropped_after_warmup.values()) and scored >= cut - (n + max_batch)
 
 
 def _cpu() -> float:
@@ -239,7 +250,7 @@ def report_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
     if not s:
         return []
     rows = []
-    sc = s.get("scorer", {})
+    sc = {k: v for k, v in s.get("scorer", {}).items() if isinstance(v, dict)}
     if sc:
         rows.append(("i1. ms per source-window, batched / one at a time, at " + " / ".join(sc) + " sources",
                      "; ".join(f"{v['batched_ms_per_window']:.0f} / {v['one_at_a_time_ms_per_window']:.0f}"

@@ -391,6 +391,9 @@ def test_every_source_has_its_events_states_availability_device_metrics_and_clip
         "availability": b"offline", "kitchen/availability": b"offline", "front-door/availability": b"offline",
         "kitchen/beep/state": b"OFF", "kitchen/buzz/state": b"OFF", "front-door/beep/state": b"OFF"}
     assert json.loads(kept["front-door/input"])["state"] == "up"
+    assert json.loads(kept["config"])["sources"] == [
+        {"name": "kitchen", "kind": "url", "labels": {"beep": 0.5, "buzz": 0.5}},
+        {"name": "front-door", "kind": "url", "labels": {"beep": 0.5}}]
 
 
 def test_a_source_taken_out_of_the_config_loses_its_entities_and_retained_topics(tmp_path: Path,
