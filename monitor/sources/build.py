@@ -3,8 +3,8 @@
 * ``device``: a :class:`~monitor.sources.reopening.ReopeningSource` over a PortAudio :class:`Capture`, as
   ``audio.device`` has always been. In a run of several sources, a device missing at start does not stop the run:
   it is a :class:`DeferredSource`, reported down and opened (with backoff) once it appears, while the others listen.
-* ``url``: :func:`open_url`, the seam to the network reader (one ffmpeg process per source, reconnecting with
-  backoff; ``monitor/sources/stream.py``).
+* ``url``: :func:`open_url`, a :class:`~monitor.sources.stream.StreamSource` (one ffmpeg process per source,
+  reconnecting with backoff and jitter, half-open detection; ``monitor/sources/stream.py``).
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 __all__ = ["DeferredSource", "SourceError", "check_url_reader", "open_local", "open_url", "source_plans"]
 
 
+NO_READER = "url sources need the network reader (monitor/sources/stream.py), which this build lacks"
+
+
 class SourceError(Exception):
     """A source that cannot be built (one line, naming the source; never a password)."""
 
@@ -47,36 +50,41 @@ def open_local(src: SourceConfig, audio: AudioConfig) -> AudioSource:
 
 
 def open_url(src: SourceConfig, audio: AudioConfig) -> AudioSource:
-    """``src``'s URL as a network source: the seam to :class:`monitor.sources.stream.StreamSource` (one ffmpeg
-    process at a time per source, reconnecting with backoff and jitter, half-open detection by ``timeout_seconds``,
-    credentials from ``password_file``/``password_env`` never logged)."""
+    """``src``'s URL as a :class:`~monitor.sources.stream.StreamSource` (one ffmpeg process at a time, reconnecting
+    with backoff and jitter, half-open detection by ``timeout_seconds``, credentials from ``password_file`` or
+    ``password_env`` never logged). A stream that is down at start is not an error: it is retried."""
     assert src.url is not None
     try:
-        from monitor.sources.stream import StreamSource
-    except ImportError:
-        raise SourceError(f"source {src.name}: url sources need the network reader (monitor/sources/stream.py), "
-                          "which this build lacks") from None
+        from monitor.sources.stream import StreamError, StreamSource
+    except ImportError:  # a build without the network reader: one line, not a traceback
+        raise SourceError(f"source {src.name}: {NO_READER}") from None
     try:
         return StreamSource(
             src.url, src.name, username=src.username,
             password_file=str(src.password_file) if src.password_file is not None else None,
             password_env=src.password_env, transport=src.transport, audio_only=src.audio_only,
+            # ffmpeg's own socket timeout and the reader's no-data watchdog: both end a half-open connection
             io_timeout=src.timeout_seconds, no_data_timeout=src.timeout_seconds,
         )
-    except Exception as exc:  # noqa: BLE001 - the reader's one-line errors (no ffmpeg, a password), never the URL
+    except StreamError as exc:  # one line, credentials redacted by the reader (no ffmpeg, a password missing)
         raise SourceError(f"source {src.name}: {exc}") from None
 
 
 def check_url_reader(sources: list[SourceConfig]) -> None:
-    """Raise :class:`SourceError` when a ``url`` source is configured and this build has no network reader."""
+    """Raise :class:`SourceError` (one line) when a ``url`` source is configured and ffmpeg, which reads it, is not
+    installed: said before the model loads, not after."""
     url = next((src for src in sources if not src.local), None)
     if url is None:
         return
     try:
-        import monitor.sources.stream  # noqa: F401
+        from monitor.sources.ffmpeg import find_ffmpeg
+        from monitor.sources.stream import StreamError
     except ImportError:
-        raise SourceError(f"source {url.name}: url sources need the network reader (monitor/sources/stream.py), "
-                          "which this build lacks") from None
+        raise SourceError(f"source {url.name}: {NO_READER}") from None
+    try:
+        find_ffmpeg("ffmpeg")
+    except StreamError as exc:
+        raise SourceError(f"source {url.name}: {exc}") from None
 
 
 class DeferredSource:
