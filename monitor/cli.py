@@ -136,7 +136,10 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate a config file without loading the model."""
+    from monitor.labels import labels_from_config
+
     cfg = load_config(args.file, check_files=True)
+    labels_from_config(cfg)  # example and negative paths exist and are within bounds (a ConfigError if not)
     labels = ", ".join(f"{lbl.name} ({cfg.label_threshold(lbl):g})" for lbl in cfg.labels)
     print(f"{args.file}: OK — {len(cfg.labels)} label(s): {labels}")
     for src in cfg.sources or []:  # URLs with their password redacted
@@ -159,6 +162,14 @@ def cmd_classify(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_enroll(args: argparse.Namespace) -> int:
+    """Copy audio files into a label's taught examples (or negatives) and embed them into the cache."""
+    from monitor.offline.enroll import run
+
+    return run(args.items, negative=args.negative, every_label=args.every_label, config_path=args.config,
+               model=args.model, warm=not args.no_warm)
+
+
 def _parse_folds(text: str) -> list[int]:
     from monitor.offline.evaluate import parse_folds  # imported only when --folds is given
 
@@ -177,6 +188,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         limit=args.limit,
         prompt_template=args.prompt_template,
+        shots=args.shots,
+        seed=args.seed,
     )
 
 
@@ -238,6 +251,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON: every window's label → score map")
     p.set_defaults(func=cmd_classify)
 
+    p = with_config(sub.add_parser("enroll", help="teach a label from audio files (examples or negatives)"))
+    p.add_argument("items", nargs="+", metavar="LABEL FILES", help="a label name or id, then audio files or folders "
+                   "(with --every-label: only files)")
+    p.add_argument("--negative", action="store_true", help="the files are NOT this sound (negatives)")
+    p.add_argument("--every-label", action="store_true", help="with --negative: a negative of every label")
+    p.add_argument("--no-warm", action="store_true", help="do not load the model to embed the files now")
+    p.set_defaults(func=cmd_enroll)
+
     from monitor.config import DEFAULT_MODEL, DEFAULT_PROMPT_TEMPLATE
 
     p = sub.add_parser("evaluate", help="zero-shot accuracy on ESC-50 or another labelled dataset")
@@ -250,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=_bounded_int(1, 10_000_000), help="only the first N clips (a quick check)")
     p.add_argument("--prompt-template", default=DEFAULT_PROMPT_TEMPLATE,
                    help="prompt for each class (default: %(default)r)")
+    p.add_argument("--shots", type=int, metavar="K", help="also few-shot accuracy: K example clips per class, drawn "
+                   "from the other folds (or the other clips), scored as taught labels")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --shots draw (default: %(default)s)")
     p.set_defaults(func=cmd_evaluate)
     return parser
 

@@ -19,101 +19,18 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
+
+from monitor.labelset import Label, LabelError, LabelPrompts, LabelSet, clip, labels_from_config
 
 if TYPE_CHECKING:
     from monitor.config import Config
 
+__all__ = ["Label", "LabelDraft", "LabelError", "LabelPrompts", "LabelRegistry", "LabelSet", "clip",
+           "labels_from_config"]
+
 MAX_REMEMBERED_ERRORS = 100
-
-
-class LabelError(ValueError):
-    """A change the registry refuses (a name clash, the last label, too many labels); the message says why."""
-
-
-@dataclass(frozen=True)
-class LabelPrompts:
-    """A label and the prompt texts that describe it, already formatted with the template (what a scorer needs)."""
-
-    name: str
-    prompts: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Label:
-    """A label as it is now (config plus runtime changes). ``prompts`` are the raw texts, before the template."""
-
-    name: str
-    label_id: str
-    prompts: tuple[str, ...]
-    threshold: float
-    enabled: bool = True
-
-    def summary(self) -> dict[str, Any]:
-        """This label in the ``<prefix>/config`` summary."""
-        return {
-            "name": self.name,
-            "label_id": self.label_id,
-            "threshold": self.threshold,
-            "enabled": self.enabled,
-            "prompts": list(self.prompts),
-        }
-
-
-@dataclass(frozen=True)
-class LabelSet:
-    """An immutable snapshot of the registry at one version."""
-
-    version: int
-    labels: tuple[Label, ...]
-    background: tuple[str, ...] = ()
-    template: str = "{}"
-    _by_key: dict[str, Label] = field(default_factory=dict, compare=False, repr=False)
-
-    def __post_init__(self) -> None:
-        index: dict[str, Label] = {}
-        for lbl in self.labels:
-            index[lbl.name.casefold()] = lbl
-            index[lbl.label_id] = lbl
-        object.__setattr__(self, "_by_key", index)
-
-    def find(self, key: str) -> Label | None:
-        """The label whose name (case-insensitive) or label_id is ``key``."""
-        key = key.strip()
-        return self._by_key.get(key.casefold()) or self._by_key.get(key)
-
-    def names(self) -> list[str]:
-        """Label names in order (background labels excluded)."""
-        return [lbl.name for lbl in self.labels]
-
-    def thresholds(self) -> dict[str, float]:
-        """Name → threshold of the labels that can fire (enabled)."""
-        return {lbl.name: lbl.threshold for lbl in self.labels if lbl.enabled}
-
-    def scored(self) -> list[LabelPrompts]:
-        """What the model scores: every label with its formatted prompts, then the background labels."""
-        out = [LabelPrompts(lbl.name, tuple(self.template.format(p) for p in lbl.prompts)) for lbl in self.labels]
-        out += [LabelPrompts(b, (self.template.format(b),)) for b in self.background]
-        return out
-
-    def without(self, names: Iterable[str]) -> LabelSet:
-        """This snapshot minus the labels named (same version)."""
-        gone = set(names)
-        return replace(self, labels=tuple(lbl for lbl in self.labels if lbl.name not in gone))
-
-
-def labels_from_config(cfg: Config) -> LabelSet:
-    """The labels of ``cfg`` with their effective thresholds and prompts, as version 1."""
-    return LabelSet(
-        version=1,
-        labels=tuple(
-            Label(lbl.name, lbl.slug, tuple(lbl.prompts or [lbl.name]), cfg.label_threshold(lbl), lbl.enabled)
-            for lbl in cfg.labels
-        ),
-        background=tuple(cfg.background),
-        template=cfg.prompt_template,
-    )
 
 
 class LabelDraft:
@@ -125,12 +42,18 @@ class LabelDraft:
         self.base = base
         self.max_labels = max_labels
         self.labels: list[Label] = list(base.labels)
+        self.negatives: tuple[str, ...] = base.negatives  # the top-level negatives (add_negative without a label)
         self.added: set[str] = set()  # names added by this draft (their old encoding errors are forgotten)
         self.changed = False
 
     def snapshot(self) -> LabelSet:
         """The draft as a label set (the base's version number)."""
-        return replace(self.base, labels=tuple(self.labels))
+        return replace(self.base, labels=tuple(self.labels), negatives=self.negatives)
+
+    def set_negatives(self, negatives: tuple[str, ...]) -> None:
+        """Replace the top-level negatives."""
+        self.negatives = negatives
+        self.changed = True
 
     def add(self, label: Label) -> None:
         """Append ``label``; LabelError on a clash, a background name or past ``max_labels``."""
@@ -183,11 +106,6 @@ class LabelDraft:
         return found
 
 
-def clip(text: str, limit: int) -> str:
-    """``text`` cut to at most ``limit`` characters (an ellipsis marks the cut)."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 class LabelRegistry:
     """The current labels, written by the command dispatcher, applied by the inference thread.
 
@@ -234,6 +152,7 @@ class LabelRegistry:
                 labels = [lbl for lbl in labels if lbl.name not in gone or lbl.name in draft.added]
             for name in draft.added:
                 self._errors.pop(name, None)
+            self._current = replace(self._current, negatives=draft.negatives)  # only drafts change them
             return self._set(tuple(labels))
 
     def add(self, label: Label) -> int:
@@ -244,7 +163,8 @@ class LabelRegistry:
             return self.commit(draft)
 
     def update(self, name: str, **changes: Any) -> tuple[Label, int]:
-        """Change fields (``threshold``, ``enabled``) of the label called ``name``; the new label and version."""
+        """Change fields (``threshold``, ``enabled``, ``examples``, ``negatives``) of the label called ``name``;
+        the new label and version."""
         with self._cond:
             draft = self.draft()
             new = draft.update(name, **changes)
@@ -256,6 +176,13 @@ class LabelRegistry:
             draft = self.draft()
             old = draft.remove(name)
             return old, self.commit(draft)
+
+    def set_negatives(self, negatives: tuple[str, ...]) -> int:
+        """Replace the top-level negatives; the new version."""
+        with self._cond:
+            draft = self.draft()
+            draft.set_negatives(negatives)
+            return self.commit(draft)
 
     def _set(self, labels: tuple[Label, ...]) -> int:
         self._current = replace(self._current, version=self._current.version + 1, labels=labels)

@@ -118,9 +118,11 @@ class Monitor:
     # --- parts -------------------------------------------------------------------------------------
     def make_scorer(self) -> Scorer:
         """Load the model with the registry's labels (the slow part of start-up)."""
+        from monitor.inference.examples import ExampleSettings
         from monitor.inference.loading import load_scorer
 
-        return load_scorer(self.cfg.model, self.cfg.inference, self.registry.current().scored(), text=self.text)
+        return load_scorer(self.cfg.model, self.cfg.inference, self.registry.current().scored(), text=self.text,
+                           examples=ExampleSettings.from_config(self.cfg))
 
     def make_adaptive(self) -> dict[str, AdaptiveHop] | None:
         """Each source's adaptive-hop policy (watching its own thresholds), or None when ``audio.idle_hop_seconds``

@@ -13,7 +13,7 @@ sudo_cmd=""
 pkgs=(libportaudio2 libsndfile1 python3-venv)
 if [ "$want_tests" = 1 ]; then
   # a real broker, a virtual microphone (PulseAudio null sink) and audio tools for the tests
-  pkgs+=(mosquitto mosquitto-clients pulseaudio pulseaudio-utils libasound2-plugins sox)
+  pkgs+=(mosquitto mosquitto-clients pulseaudio pulseaudio-utils libasound2-plugins sox openssl)
 fi
 missing=()
 for p in "${pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done

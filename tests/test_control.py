@@ -200,6 +200,7 @@ def test_invalid_commands_change_nothing_and_say_why(tiny_model: Path, broker: B
         got = cmd.send({"action": "get_config"})
         assert got["ok"] is True and got["config"] == before
         assert got["config"]["labels"] == [{"name": "dog barking", "label_id": "dog_barking", "threshold": 0.6,
-                                            "enabled": True, "prompts": ["dog barking"]}]
+                                            "enabled": True, "prompts": ["dog barking"], "examples": 0,
+                                            "negatives": 0}]
         assert got["config"]["node"] == "test-node" and got["config"]["model"] == str(tiny_model)
         assert "version" in got["config"]

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 from support.broker import Broker, free_port
 from support.config import NODE_ID, PREFIX, make_config
+from support.fakes import MemoryPublisher
 from support.feeds import FailingSource, FeedSource, StallingSource, loud, quiet
 from support.mqtt import MqttCollector, late_view, retained
 from support.runner import RunningMonitor
@@ -31,6 +32,8 @@ from support.wait import wait_for
 
 from monitor.config import Config, ConfigError, parse_config
 from monitor.core.queues import Closed, FairQueue
+from monitor.labels import LabelRegistry
+from monitor.mqtt.homeassistant import Discovery
 from monitor.mqtt.topics import Topics
 from monitor.pipeline import SourcePlan
 
@@ -449,6 +452,35 @@ def test_home_assistant_gets_a_device_per_source_linked_to_the_node(tmp_path: Pa
     assert status["device"]["identifiers"] == [node] and "via_device" not in status["device"]
     assert status["state_topic"] == f"{PREFIX}/availability" and "availability" not in status
     assert "binary_sensor/front_door-buzz" not in configs
+
+
+def test_teaching_buttons_sit_once_per_label_on_the_nodes_device_and_follow_runtime_labels(tmp_path: Path) -> None:
+    """Teaching changes a label everywhere, so with sources its buttons are the node's, not each source's."""
+    cfg = sources_config(tmp_path, [{"name": "kitchen", "url": "rtsp://cam/k"},
+                                    {"name": "porch", "url": "rtsp://cam/p", "labels": ["beep"]}],
+                         mqtt={"host": "h", "topic_prefix": PREFIX}, clips={"enabled": True,
+                                                                            "folder": str(tmp_path / "c")})
+    registry = LabelRegistry.from_config(cfg)
+    topics = Topics.from_config(cfg)
+    pub = MemoryPublisher(topics, connected=False)
+    discovery = Discovery(cfg, registry, pub, topics, input_entity=True)
+    discovery.start()
+    pub.connect()
+    buttons = {m.topic.split("/")[3]: m.json() for m in pub.sent if m.topic.startswith("homeassistant/button/")}
+    assert sorted(buttons) == ["beep_false_alarm", "beep_that_was_right", "buzz_false_alarm", "buzz_that_was_right"]
+    assert {b["device"]["identifiers"][0] for b in buttons.values()} == {f"sound_monitor_{NODE_ID}"}
+    assert json.loads(buttons["beep_false_alarm"]["payload_press"]) == {"action": "add_negative", "label": "beep",
+                                                                       "clip": "last"}
+    old = registry.applied()
+    registry.remove("buzz")
+    pub.sent.clear()
+    discovery.labels_changed(old, registry.current())
+    cleared = sorted(m.topic for m in pub.sent if not m.payload)
+    ha = f"homeassistant/{{}}/{NODE_ID}/{{}}/config"
+    assert cleared == sorted([
+        ha.format("binary_sensor", "kitchen-buzz"), ha.format("event", "kitchen-buzz"), f"{PREFIX}/kitchen/buzz/state",
+        ha.format("button", "buzz_false_alarm"), ha.format("button", "buzz_that_was_right"),
+    ])
 
 
 def _discovery(view: MqttCollector) -> dict[str, dict[str, Any]]:

@@ -11,6 +11,7 @@ from monitor.config.schema import (
     ClipsConfig,
     Config,
     DetectionConfig,
+    ExamplesConfig,
     HomeAssistantConfig,
     InferenceConfig,
     LabelConfig,
@@ -23,7 +24,7 @@ from monitor.config.schema import (
 
 __all__ = [
     "DEFAULT_BACKGROUND", "DEFAULT_MODEL", "DEFAULT_PROMPT_TEMPLATE", "MODEL_SAMPLE_RATE", "AudioConfig",
-    "ClipsConfig", "Config", "ConfigError", "DetectionConfig", "HomeAssistantConfig", "InferenceConfig",
-    "LabelConfig", "MetricsConfig", "MqttConfig", "SourceConfig", "format_validation_error", "host_name", "load_config",
-    "parse_config", "slugify",
+    "ClipsConfig", "Config", "ConfigError", "DetectionConfig", "ExamplesConfig", "HomeAssistantConfig",
+    "InferenceConfig", "LabelConfig", "MetricsConfig", "MqttConfig", "SourceConfig", "format_validation_error",
+    "host_name", "load_config", "parse_config", "slugify",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import string
+from pathlib import Path
 from typing import Annotated, Literal
 
 from annotated_types import Ge, Gt, Le
@@ -17,13 +18,14 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from monitor.config import files
 from monitor.config.base import Problem, Strict, checks_files, host_name, problems
+from monitor.config.examples import ExamplesConfig
 from monitor.config.integrations import ClipsConfig, HomeAssistantConfig, MetricsConfig, MqttConfig
 from monitor.config.sources import MAX_SOURCES, SourceConfig
 
 __all__ = [
     "DEFAULT_BACKGROUND", "DEFAULT_MODEL", "DEFAULT_PROMPT_TEMPLATE", "MODEL_SAMPLE_RATE", "AudioConfig",
-    "ClipsConfig", "Config", "DetectionConfig", "HomeAssistantConfig", "InferenceConfig", "LabelConfig",
-    "MetricsConfig", "MqttConfig", "SourceConfig", "host_name", "prompt_template_problem", "slugify",
+    "ClipsConfig", "Config", "DetectionConfig", "ExamplesConfig", "HomeAssistantConfig", "InferenceConfig",
+    "LabelConfig", "MetricsConfig", "MqttConfig", "SourceConfig", "host_name", "prompt_template_problem", "slugify",
 ]
 
 DEFAULT_MODEL = "laion/clap-htsat-unfused"
@@ -44,11 +46,16 @@ class LabelConfig(Strict):
     name: Annotated[str, Field(min_length=1, max_length=100)]
     """Label name, used in events and topics (slugified there)."""
     prompts: list[Annotated[str, Field(min_length=1)]] | None = None
-    """Texts describing the sound; each is formatted with ``prompt_template``. Default: ``[name]``."""
+    """Texts describing the sound; each is formatted with ``prompt_template``. Default: ``[name]``. ``[]`` (only
+    with examples): the label is scored from its examples alone."""
     threshold: Annotated[float, Ge(0.0), Le(1.0)] | None = None
     """Score above which a window counts as a hit. Default: ``detection.threshold``."""
     enabled: bool = True
     """A disabled label is still scored (it competes in the softmax) but never fires."""
+    examples: Annotated[list[Path], Field(max_length=1000)] = Field(default_factory=list)
+    """Audio files or folders of clips that are this sound (see ``examples`` section, monitor/teaching.py)."""
+    negatives: Annotated[list[Path], Field(max_length=1000)] = Field(default_factory=list)
+    """Audio files or folders of clips that are NOT this sound (the TV, for this label only)."""
 
     @field_validator("name")
     @classmethod
@@ -146,6 +153,9 @@ class Config(Strict):
     home_assistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     clips: ClipsConfig = Field(default_factory=ClipsConfig)
+    negatives: Annotated[list[Path], Field(max_length=1000)] = Field(default_factory=list)
+    """Audio files or folders of sounds that must never fire any label (the TV, the microwave beep)."""
+    examples: ExamplesConfig = Field(default_factory=ExamplesConfig)
     node: str | None = None
     """Node name in events; null = the host name."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -6,12 +6,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from monitor.config import InferenceConfig
+from monitor.inference.examples import ExampleSettings
 from monitor.inference.scorer import ClapScorer, LabelPrompts, TextEncoder
 
 
 def load_scorer(model: str, inference: InferenceConfig, labels: Sequence[LabelPrompts],
-                text: TextEncoder | None = None) -> ClapScorer:
-    """Load ``model`` as ``inference`` says, encode ``labels`` and free the text tower.
+                text: TextEncoder | None = None, examples: ExampleSettings | None = None) -> ClapScorer:
+    """Load ``model`` as ``inference`` says, encode ``labels`` (and embed their example files, cached as
+    ``examples`` says) and free the text tower.
 
     ``text`` is the encoder (and embedding cache) the scorer shares with the command dispatcher, which encodes
     labels added at run time; by default the scorer has its own.
@@ -19,7 +21,8 @@ def load_scorer(model: str, inference: InferenceConfig, labels: Sequence[LabelPr
     Raises :class:`monitor.inference.scorer.ModelLoadError` when the checkpoint cannot be loaded or the
     precision is not available on this CPU.
     """
-    scorer = ClapScorer(model, threads=inference.threads, precision=inference.precision, text=text)
+    scorer = ClapScorer(model, threads=inference.threads, precision=inference.precision, text=text,
+                        examples=examples)
     scorer.set_labels(labels)
     scorer.free_text_tower()
     return scorer

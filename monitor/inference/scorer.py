@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from monitor.inference.embedcache import EmbeddingCache, model_key
+from monitor.inference.examples import ExampleBank, ExampleSettings
 from monitor.inference.text import TextEncoder
 from monitor.labels import LabelPrompts
 
@@ -82,7 +84,7 @@ class ClapScorer:
 
     def __init__(
         self, model: str, threads: int | None = None, fast_features: bool = True, precision: str = "fp32",
-        text: TextEncoder | None = None,
+        text: TextEncoder | None = None, examples: ExampleSettings | None = None,
     ) -> None:
         from transformers import ClapModel, ClapProcessor
         from transformers.utils import logging as hf_logging
@@ -118,6 +120,11 @@ class ClapScorer:
         # Prompts → label embedding, shared with the command dispatcher, which encodes new labels into it.
         self.text = text if text is not None else TextEncoder(model)
         self.text.attach(self.tokenizer, self.model.config.text_config)
+        self._text_cols: list[int] = []  # columns of self.labels that have prompts (all, unless examples-only labels)
+        ex = examples or ExampleSettings()
+        key = model_key(model, [getattr(self.model.config, "_commit_hash", None), self.model.config.to_json_string(),
+                                precision, self._fast is not None, ex.window_seconds, ex.hop_seconds])
+        self.examples = ExampleBank(ex, EmbeddingCache(ex.cache_folder, key, ex.max_cache_bytes))
         log.info("loaded %s in %.1f s", model, time.monotonic() - t0)
 
     def _set_precision(self, precision: str) -> None:
@@ -162,17 +169,24 @@ class ClapScorer:
         At run time the command dispatcher has already encoded new labels into the shared cache
         (:mod:`monitor.inference.text`), so this only installs vectors. Labels still missing (start-up, or a
         change that did not come through the dispatcher) are encoded here, all in one batch. If that fails, the
-        new labels are left out and named in the result; the others keep scoring.
+        new labels are left out and named in the result; the others keep scoring. Example and negative files
+        never embedded (or changed) run the audio tower once each (:mod:`monitor.inference.examples`); a label
+        without prompts and without a usable example is left out too.
         """
-        failed = self.text.encode_labels(labels, self._text_model())
+        failed = self.text.encode_labels([lbl for lbl in labels if lbl.prompts], self._text_model())
+        dim = int(self.model.config.projection_dim)
+        failed |= self.examples.sync([lbl for lbl in labels if lbl.name not in failed],
+                                     lambda x: self.audio_embeddings(x).numpy(), dim)
         keep = [lbl for lbl in labels if lbl.name not in failed]
-        vectors = [self.text.cache.get(lbl.prompts) for lbl in keep]
+        texted = [lbl for lbl in keep if lbl.prompts]  # a label with prompts: [] is not in the text softmax
+        vectors = [self.text.cache.get(lbl.prompts) for lbl in texted]
         if any(v is None for v in vectors):  # pruned by nobody but this thread, so never; say so if it happens
             raise RuntimeError("label embeddings vanished from the cache")
-        if keep:
+        if texted:
             self._text = torch.stack([v for v in vectors if v is not None])
+        self._text_cols = [i for i, lbl in enumerate(keep) if lbl.prompts]
         self.labels = [lbl.name for lbl in keep]
-        self.text.cache.prune({lbl.prompts for lbl in keep})  # bounded by the label set
+        self.text.cache.prune({lbl.prompts for lbl in texted})  # bounded by the label set
         return failed
 
     def set_labels(self, labels: Sequence[LabelPrompts]) -> None:
@@ -181,12 +195,13 @@ class ClapScorer:
             raise ValueError("at least one label is needed")
         failed = self.sync_labels(labels)
         if failed:
-            raise ModelLoadError(f"model '{self.model_id}': {next(iter(failed.values()))}")
+            name, why = next(iter(failed.items()))
+            raise ModelLoadError(f"model '{self.model_id}', label '{name}': {why}")
 
     def label_embeddings(self) -> dict[str, torch.Tensor]:
-        """Current label → text embedding."""
+        """Current label → text embedding (labels scored by their examples alone have none)."""
         assert self._text is not None
-        return {name: self._text[i] for i, name in enumerate(self.labels)}
+        return {self.labels[col]: self._text[i] for i, col in enumerate(self._text_cols)}
 
     def free_text_tower(self) -> None:
         """Drop the text tower once prompts are encoded (saves ~500 MB on the real checkpoint)."""
@@ -222,9 +237,22 @@ class ClapScorer:
 
     @torch.inference_mode()
     def score(self, windows: np.ndarray) -> np.ndarray:
-        """Softmax scores (batch, n_labels) over the current labels."""
-        if self._text is None:
+        """Scores (batch, n_labels) over the current labels: the zero-shot softmax, with examples and negatives
+        applied where labels have them."""
+        if not self.labels:
             raise RuntimeError("set_labels() first")
-        audio = self.audio_embeddings(windows)
-        logits = audio @ self._text.T * self.logit_scale
-        return logits.softmax(dim=-1).float().numpy()
+        return self.score_embeddings(self.audio_embeddings(windows))
+
+    @torch.inference_mode()
+    def score_embeddings(self, audio: torch.Tensor) -> np.ndarray:
+        """:meth:`score` from unit audio embeddings (batch, dim): what ``evaluate`` uses to keep the embeddings."""
+        text = None
+        if self._text is not None:
+            logits = audio @ self._text.T * self.logit_scale
+            text = logits.softmax(dim=-1).float().numpy()
+        if self.examples.layout is None and text is not None and len(self._text_cols) == len(self.labels):
+            return text  # no examples anywhere: exactly the zero-shot pipeline's scores
+        full = np.zeros((len(audio), len(self.labels)), np.float32)
+        if text is not None:
+            full[:, self._text_cols] = text
+        return self.examples.score(audio.float().numpy(), full)

@@ -82,11 +82,12 @@ class PromptEmbeddings:
             self._vectors[prompts] = vector
 
     def missing(self, labels: Iterable[LabelPrompts]) -> list[LabelPrompts]:
-        """The labels whose prompts were never encoded (each prompt set once)."""
+        """The labels whose prompts were never encoded (each prompt set once; a label without prompts, scored by
+        its examples alone, has none)."""
         with self._lock:
             out: dict[PromptKey, LabelPrompts] = {}
             for lbl in labels:
-                if lbl.prompts not in self._vectors:
+                if lbl.prompts and lbl.prompts not in self._vectors:
                     out.setdefault(lbl.prompts, lbl)
             return list(out.values())
 

@@ -29,6 +29,7 @@ from monitor.config import Config
 from monitor.labels import LabelDraft, LabelError, LabelRegistry, clip
 from monitor.mqtt.publisher import MqttPublisher
 from monitor.mqtt.summary import config_summary
+from monitor.mqtt.teach import Teacher
 from monitor.mqtt.topics import Topics
 from monitor.mqtt.validation import (
     ACTIONS,
@@ -86,6 +87,7 @@ class CommandDispatcher:
         self.publisher = publisher
         self.topics = topics
         self.text = text  # encodes new labels' prompts here; None: the inference thread does it
+        self.teacher = Teacher(cfg)  # add_example, add_negative (monitor/mqtt/teach.py)
         self.received = 0  # messages on the command topic (network thread)
         self.unanswered = 0  # refused without an answer (past the answer bucket)
         self._commands = TokenBucket(COMMAND_BURST, COMMAND_RATE, clock)
@@ -293,6 +295,19 @@ class CommandDispatcher:
         check_keys(cmd, {"label"})
         label = draft.remove(label_key(cmd))
         return _Answer(cmd, True, extra={"label": label.name}, change=True, note=f"removed label {label.name}")
+
+    def _cmd_add_example(self, cmd: dict[str, Any], draft: LabelDraft) -> _Answer:
+        # The clip is checked and copied here; the inference thread embeds it once the burst is committed.
+        check_keys(cmd, {"label", "clip"})
+        changed, extra = self.teacher.add_example(cmd, draft)
+        return _Answer(cmd, True, extra=extra, label=extra["label"], change=changed,
+                       note=f"{extra['clip']} is now an example of {extra['label']}")
+
+    def _cmd_add_negative(self, cmd: dict[str, Any], draft: LabelDraft) -> _Answer:
+        check_keys(cmd, {"label", "clip"})
+        changed, extra = self.teacher.add_negative(cmd, draft)
+        return _Answer(cmd, True, extra=extra, label=extra["label"], change=changed,
+                       note=f"{extra['clip']} is now a negative of {extra['label'] or 'every label'}")
 
     # --- answers -----------------------------------------------------------------------------------
     def _respond(self, cmd: dict[str, Any], ok: bool, error: str | None = None, **extra: Any) -> None:

@@ -20,6 +20,7 @@ Label ids and source ids never hold ``-``, so a source's label entity (one ``-``
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +31,10 @@ from monitor.labels import Label, LabelSet
 from monitor.mqtt.topics import Topics
 
 LABEL_COMPONENTS = ("binary_sensor", "event")
+# Teaching buttons per label (with clips and commands on): the label's latest event clip becomes a negative / example.
+# Teaching changes the label everywhere, so with named sources they sit on the node's device, once per label.
+TEACH_BUTTONS = (("false_alarm", "false alarm", "add_negative", "mdi:thumb-down-outline"),
+                 ("that_was_right", "that was right", "add_example", "mdi:thumb-up-outline"))
 LEVEL_OBJECT_ID = "level"
 INPUT_OBJECT_ID = "audio-input"  # a "-" never appears in a label id, so no label's binary_sensor can take it
 NODE_OBJECT_ID = "status"  # the node's connectivity sensor when sources are named
@@ -42,7 +47,7 @@ class Entities:
     """Builds the discovery topic → payload map of a node (see the module docstring for the layout)."""
 
     def __init__(self, cfg: Config, topics: Topics, sources: Sequence[SourceConfig], device: dict[str, Any],
-                 publish_level: bool, input_entity: bool) -> None:
+                 publish_level: bool, input_entity: bool, teach_buttons: bool = False) -> None:
         self.cfg = cfg
         self.topics = topics
         self.sources = list(sources)
@@ -50,6 +55,7 @@ class Entities:
         self.node_device = device
         self.publish_level = publish_level
         self.input_entity = input_entity
+        self.teach_buttons = teach_buttons
         self.qos = cfg.mqtt.qos if cfg.mqtt is not None else 1
 
     # --- devices and shared blocks -----------------------------------------------------------------
@@ -96,7 +102,8 @@ class Entities:
 
     # --- entities ----------------------------------------------------------------------------------
     def label_configs(self, label: Label, source: SourceConfig | None = None) -> Configs:
-        """A sound binary_sensor and an event entity for ``label`` (on ``source``)."""
+        """A sound binary_sensor and an event entity for ``label`` (on ``source``); on the unnamed source also its
+        teaching buttons."""
         name = source.name if source is not None else ""
         oid = self.object_id(label.label_id, source)
         return {
@@ -116,6 +123,21 @@ class Entities:
                 "event_types": ["start", "end"],
                 **self._common(source),
             },
+            **(self.button_configs(label) if self.teach_buttons and not name else {}),
+        }
+
+    def button_configs(self, label: Label) -> Configs:
+        """The label's teaching buttons (node device): each press sends a command teaching its latest event clip."""
+        return {
+            self.topics.discovery("button", f"{label.label_id}_{key}"): {
+                "name": f"{label.name} {title}",
+                "unique_id": f"sound_monitor_{self.topics.node_id}_{label.label_id}_{key}",
+                "command_topic": self.topics.command,
+                "payload_press": json.dumps({"action": action, "label": label.label_id, "clip": "last"}),
+                "icon": icon,
+                **self._common(None),
+            }
+            for key, title, action, icon in TEACH_BUTTONS
         }
 
     def level_config(self, source: SourceConfig | None = None) -> Configs:
@@ -199,6 +221,9 @@ class Entities:
                 out.update(self.connectivity_config(source) if source.name else self.input_config())
         if self.named:
             out.update(self.node_config())
+            if self.teach_buttons:
+                for label in labels.labels:
+                    out.update(self.button_configs(label))
         return out
 
     # --- what a withdrawn entity leaves behind -----------------------------------------------------

@@ -1,6 +1,8 @@
 """Home Assistant MQTT discovery: one device per node (and one per named source, linked to it), a sound
-``binary_sensor`` and an ``event`` per label, a ``sensor`` for the level, and (``run``) a sensor for each input.
-Which entities, on which device, is :mod:`monitor.mqtt.haentities`; this module publishes, refreshes and sweeps.
+``binary_sensor`` and an ``event`` per label, a ``sensor`` for the level, (``run``) a sensor for each input, and
+(with clips and commands on) per label two teaching ``button``s that send ``add_negative`` / ``add_example`` for its
+latest event clip. Which entities, on which device, is :mod:`monitor.mqtt.haentities`; this module publishes,
+refreshes and sweeps them.
 
 Topics are ``<discovery_prefix>/<component>/<node_id>/<object_id>/config`` (retained). ``node_id`` is the
 node name's slug and ``object_id`` the label id, so ``unique_id``s stay the same across restarts. Discovery is
@@ -38,7 +40,7 @@ from monitor import __version__
 from monitor.config import Config, SourceConfig
 from monitor.core.sourcerules import source_labels
 from monitor.labels import Label, LabelRegistry, LabelSet
-from monitor.mqtt.haentities import LABEL_COMPONENTS, Configs, Entities
+from monitor.mqtt.haentities import Configs, Entities
 from monitor.mqtt.publisher import MqttPublisher
 from monitor.mqtt.topics import Topics
 from monitor.records import Event
@@ -57,6 +59,7 @@ class Discovery:
         self.publisher = publisher
         self.topics = topics
         self.publish_level = cfg.mqtt.publish_level
+        self.teach_buttons = cfg.mqtt.commands and cfg.clips.enabled
         self.input_entity = input_entity  # a live input (run), whose state is published; a file has none
         self.qos = cfg.mqtt.qos
         self._lock = threading.Lock()
@@ -64,7 +67,8 @@ class Discovery:
         self._token = ""
         self._swept = threading.Event()
         self.sources = list(sources) if sources is not None else cfg.source_configs()
-        self.entities = Entities(cfg, topics, self.sources, self.device(), self.publish_level, input_entity)
+        self.entities = Entities(cfg, topics, self.sources, self.device(), self.publish_level, input_entity,
+                                 teach_buttons=self.teach_buttons)
 
     # --- payloads ----------------------------------------------------------------------------------
     def device(self) -> dict[str, Any]:
@@ -88,6 +92,10 @@ class Discovery:
     def level_config(self) -> Configs:
         """Discovery topic → payload of the unnamed source's level sensor (dBFS of each window)."""
         return self.entities.level_config()
+
+    def button_configs(self, label: Label) -> Configs:
+        """The label's teaching buttons: each press sends a command that teaches its latest event clip."""
+        return self.entities.button_configs(label)
 
     def input_config(self) -> Configs:
         """Discovery topic → payload of the audio input's problem sensor (on while the microphone is gone)."""
@@ -121,21 +129,31 @@ class Discovery:
             self.publisher.publish(topic, payload, retain=True)
 
     def labels_changed(self, old: LabelSet, new: LabelSet) -> None:
-        """A label added at run time gets its entities (on each source that detects it); a removed one loses them
-        (and its retained state)."""
+        """A label added at run time gets its entities (on each source that detects it, and its teaching buttons); a
+        removed one loses them (and its retained states)."""
         for source in self.sources:
             src = source if source.name else None
-            before = {lbl.label_id for lbl in source_labels(old, source)}
-            after = source_labels(new, source)
-            for label in after:
-                if label.label_id not in before:
+            before = {lbl.label_id: lbl for lbl in source_labels(old, source)}
+            after = {lbl.label_id: lbl for lbl in source_labels(new, source)}
+            for label_id, label in after.items():
+                if label_id not in before:
                     for topic, payload in self.label_configs(label, src).items():
                         self.publisher.publish(topic, payload, retain=True)
-            for label_id in before - {lbl.label_id for lbl in after}:
-                object_id = self.entities.object_id(label_id, src)
-                for component in LABEL_COMPONENTS:
-                    self.publisher.publish(self.topics.discovery(component, object_id), b"", retain=True)
-                self.publisher.publish(self.topics.state(label_id, source.name), b"", retain=True)
+            for label_id, label in before.items():
+                if label_id not in after:
+                    for topic in self.label_configs(label, src):
+                        self.publisher.publish(topic, b"", retain=True)
+                    self.publisher.publish(self.topics.state(label_id, source.name), b"", retain=True)
+        if self.entities.named and self.entities.teach_buttons:  # on the node's device, once per label
+            old_ids, new_ids = {lbl.label_id for lbl in old.labels}, {lbl.label_id for lbl in new.labels}
+            for label in new.labels:
+                if label.label_id not in old_ids:
+                    for topic, payload in self.button_configs(label).items():
+                        self.publisher.publish(topic, payload, retain=True)
+            for label in old.labels:
+                if label.label_id not in new_ids:
+                    for topic in self.button_configs(label):
+                        self.publisher.publish(topic, b"", retain=True)
 
     def on_event(self, event: Event) -> None:
         """``{"event_type": "start"|"end", ...}`` on the label's event topic (for its event entity)."""

@@ -132,6 +132,8 @@ class MqttSink(Sink):
         with self._states_lock:
             self._states[(event.source, event.label_id)] = event.type == "start"
             self.publisher.publish_event(event)
+        if self.commands is not None:
+            self.commands.teacher.note_event(event)  # "clip": "last" of add_example / add_negative
         if self.discovery is not None:
             self.discovery.on_event(event)
 

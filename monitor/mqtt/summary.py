@@ -20,6 +20,7 @@ def config_summary(cfg: Config, labels: LabelSet) -> dict[str, Any]:
         "labels": [lbl.summary() for lbl in labels.labels],
         "background": list(labels.background),
         "prompt_template": labels.template,
+        "negatives": len(labels.negatives),  # top-level negatives; each label counts its examples and negatives
     }
     if cfg.sources:
         out["sources"] = [{"name": src.name, "kind": "device" if src.local else "url",

@@ -21,7 +21,8 @@ from typing import Any
 from monitor.config import slugify
 from monitor.labels import Label, clip
 
-ACTIONS = ("set_threshold", "enable", "disable", "add_label", "remove_label", "get_config")
+ACTIONS = ("set_threshold", "enable", "disable", "add_label", "remove_label", "get_config", "add_example",
+           "add_negative")
 MAX_PAYLOAD = 16 * 1024  # bytes; a command is a few hundred
 MAX_DEPTH = 8  # JSON nesting; a command needs 2 (an object holding a list of prompts)
 MAX_NAME = 100  # characters of a label name (as in the config)

@@ -32,6 +32,7 @@ from monitor.config import (
     InferenceConfig,
     load_config,
 )
+from monitor.inference.examples import ExampleSettings
 from monitor.inference.loading import load_scorer
 from monitor.inference.scorer import ClapScorer, ModelLoadError
 from monitor.labels import LabelPrompts, labels_from_config
@@ -57,6 +58,7 @@ class ClassifySettings:
     window_seconds: float = 5.0
     hop_seconds: float = 1.0
     inference: InferenceConfig = field(default_factory=InferenceConfig)  # the config's threads and precision
+    examples: ExampleSettings | None = None  # the config's example cache and window (its labels' examples count)
 
 
 def resolve_settings(
@@ -100,6 +102,7 @@ def resolve_settings(
         window_seconds=audio.window_seconds,
         hop_seconds=audio.hop_seconds,
         inference=cfg.inference if cfg else InferenceConfig(),
+        examples=ExampleSettings.from_config(cfg) if cfg else None,
     )
 
 
@@ -269,7 +272,7 @@ def run(
         log.error("nothing to classify: no audio files in %s", ", ".join(map(str, paths)))
         return 1
     try:
-        scorer = load_scorer(settings.model, settings.inference, settings.labels)
+        scorer = load_scorer(settings.model, settings.inference, settings.labels, examples=settings.examples)
     except ModelLoadError as exc:
         log.error("%s", exc)
         return 1

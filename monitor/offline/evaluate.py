@@ -29,7 +29,7 @@ from monitor.core.sanitize import AudioGuard
 from monitor.offline.datasets import EXTRA_HINT, Clip, EvalDataset, EvaluationError, open_dataset
 from monitor.offline.datasets import parse_folds as parse_folds  # monitor/cli.py imports it from here
 from monitor.offline.report import summary_table, write_results
-from monitor.offline.scoring import score_batches
+from monitor.offline.scoring import score_and_embed
 from monitor.sources.audiofile import AudioFileError
 
 if TYPE_CHECKING:  # torch is imported only when a model is loaded
@@ -55,6 +55,8 @@ class EvalResult:
     skipped: list[dict[str, str]] = field(default_factory=list)
     truncated: int = 0
     seconds: float = 0.0
+    embeddings: np.ndarray | None = None  # (clips, dim) unit audio embeddings, for the few-shot pass
+    few_shot: dict[str, Any] | None = None  # evaluate --shots (monitor/offline/fewshot.py)
 
     @property
     def labels(self) -> list[str]:
@@ -149,6 +151,7 @@ def evaluate(
     prompts = [prompt_template.format(lbl) for lbl in dataset.labels]
     n = len(dataset.clips)
     scores = np.zeros((n, len(scorer.labels)), dtype=np.float32)
+    embeddings: np.ndarray | None = None
     scored = np.zeros(n, dtype=bool)
     skipped: list[dict[str, str]] = []
     truncated = 0
@@ -158,13 +161,17 @@ def evaluate(
     t0 = time.monotonic()
 
     def flush(length: int) -> None:
+        nonlocal embeddings
         items = pending.pop(length)
-        rows = score_batches(scorer, [x for _, x in items], batch_size)
-        for (i, _), row in zip(items, rows, strict=True):
+        rows, vectors = score_and_embed(scorer, [x for _, x in items], batch_size)
+        if embeddings is None:
+            embeddings = np.zeros((n, vectors.shape[1]), dtype=np.float32)
+        for (i, _), row, vec in zip(items, rows, vectors, strict=True):
             if not np.isfinite(row).all():  # a broken checkpoint: skipped, never written as NaN
                 skipped.append({"file": dataset.clips[i].name, "reason": "the model gave non-finite scores"})
                 continue
             scores[i] = row
+            embeddings[i] = vec
             scored[i] = True
         bar.update(len(items))
 
@@ -211,6 +218,7 @@ def evaluate(
         skipped=skipped,
         truncated=truncated,
         seconds=time.monotonic() - t0,
+        embeddings=embeddings[scored] if embeddings is not None else None,
     )
 
 
@@ -227,8 +235,12 @@ def run(
     prompt_template: str = DEFAULT_PROMPT_TEMPLATE,
     threads: int | None = None,
     out: TextIO | None = None,
+    shots: int | None = None,
+    seed: int = 0,
 ) -> int:
-    """The ``evaluate`` command: 0 when results were written, 1 on bad input (the reason on stderr)."""
+    """The ``evaluate`` command: 0 when results were written, 1 on bad input (the reason on stderr).
+
+    With ``shots`` it also measures few-shot accuracy (:mod:`monitor.offline.fewshot`)."""
     from monitor.inference.loading import load_scorer
     from monitor.inference.scorer import ModelLoadError
 
@@ -242,6 +254,11 @@ def run(
             raise EvaluationError(f"the confusion matrix needs matplotlib: {EXTRA_HINT}") from None
         ds = open_dataset(dataset, folds, limit)
         log.info("%s: %s layout, %d classes, %d clips", ds.path, ds.layout, len(ds.classes), len(ds.clips))
+        plan = None
+        if shots is not None:
+            from monitor.offline.fewshot import plan_few_shot
+
+            plan = plan_few_shot(open_dataset(dataset) if ds.available_folds else ds, ds, shots, seed)
         try:
             scorer = load_scorer(model, InferenceConfig(threads=threads), dataset_labels(ds, prompt_template))
         except ModelLoadError as exc:
@@ -249,6 +266,10 @@ def run(
         result = evaluate(ds, scorer, prompt_template, batch_size)
         if not result.clips:
             raise EvaluationError(f"{ds.path}: none of the {len(ds.clips)} clips could be read")
+        if plan is not None:
+            from monitor.offline.fewshot import few_shot
+
+            result.few_shot = few_shot(plan, result, scorer, batch_size)
         write_results(result, out_dir)
     except EvaluationError as exc:
         log.error("%s", exc)

@@ -49,6 +49,7 @@ def results_dict(result: EvalResult) -> dict[str, Any]:
         "clips_per_second": round(n / result.seconds, 2) if result.seconds > 0 else None,
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "sound_monitor_version": __version__,
+        **({"few_shot": result.few_shot} if result.few_shot is not None else {}),
     }
 
 
@@ -116,6 +117,12 @@ def summary_table(result: EvalResult, out_dir: Path, worst: int = 5) -> str:
         (f"top-{result.k}", f"{100 * result.top5_accuracy():.2f} %"),
         ("speed", f"{rate} ({result.seconds:.1f} s)"),
     ]
+    if result.few_shot is not None:
+        fs = result.few_shot
+        rows.append((f"few-shot top-1 ({fs['shots']} per class)",
+                     f"{100 * fs['top1_accuracy']:.2f} % (zero-shot {100 * fs['zero_shot']['top1_accuracy']:.2f} %, "
+                     f"examples alone {100 * fs['examples_only']['top1_accuracy']:.2f} %, on the same "
+                     f"{fs['n_clips']} clips)"))
     weak = sorted((acc, lbl) for lbl, (acc, _) in result.per_class().items() if acc < 1.0)[:worst]
     if weak:
         rows.append(("weakest", ", ".join(f"{lbl} {100 * acc:.0f} %" for acc, lbl in weak)))

@@ -6,7 +6,7 @@ arrays of one call must all be the same length, since a batch is one stacked ``(
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from itertools import islice
 from typing import TYPE_CHECKING
 
@@ -38,3 +38,22 @@ def score_batches(scorer: ClapScorer, arrays: Iterable[np.ndarray], batch_size: 
     if not rows:
         return np.zeros((0, len(scorer.labels)), dtype=np.float32)
     return np.concatenate(rows)
+
+
+def score_and_embed(scorer: ClapScorer, arrays: Sequence[np.ndarray], batch_size: int = BATCH_SIZE,
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Scores ``(arrays, labels)`` and unit audio embeddings ``(arrays, dim)`` of equal-length 48 kHz arrays.
+
+    The scores are exactly :func:`score_batches`' (the same batches through the same
+    ``score_embeddings(audio_embeddings(batch))``); ``evaluate --shots`` reuses the embeddings.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch size must be at least 1 (got {batch_size})")
+    scores, embeddings = [], []
+    for i in range(0, len(arrays), batch_size):
+        audio = scorer.audio_embeddings(np.stack(arrays[i : i + batch_size]))
+        scores.append(scorer.score_embeddings(audio))
+        embeddings.append(audio.float().numpy())
+    if not scores:
+        return np.zeros((0, len(scorer.labels)), np.float32), np.zeros((0, 0), np.float32)
+    return np.concatenate(scores), np.concatenate(embeddings)
