@@ -36,6 +36,7 @@ from monitor.labels import LabelRegistry
 from monitor.mqtt.homeassistant import Discovery
 from monitor.mqtt.topics import Topics
 from monitor.pipeline import SourcePlan
+from monitor.sinks.plot import TimelineRecorder
 
 SECRET = "hunter2-secret"
 
@@ -296,6 +297,27 @@ def test_a_source_that_fails_stalls_or_floods_never_touches_another_sources_wind
         scorer.gate.set()
         run.stop.set()
     assert run.finish() == 1  # a source thread that crashed is an error of the run, reported at its end
+
+
+def test_the_plot_draws_one_timeline_per_source(tmp_path: Path) -> None:
+    cfg = sources_config(tmp_path, [{"name": "a", "url": "rtsp://cam/a"},
+                                    {"name": "b", "url": "rtsp://cam/b", "thresholds": {"beep": 0.9}}])
+    feeds, plans = feeds_for(cfg)
+    run = RunningMonitor(cfg, plans=plans, scorer=TwoLabelScorer())
+    recorder = TimelineRecorder(tmp_path / "plots" / "timeline.png", sources=cfg.sources or [])
+    run.monitor.sinks.append(recorder)
+    with run:
+        feeds["a"].feed(loud(1.0), quiet(0.5))
+        feeds["b"].feed(quiet(1.5))
+        wait_for(lambda: len(windows_of(run, "a")) >= 2 and len(windows_of(run, "b")) >= 2)
+    a = [p for p in recorder.points if p.source == "a"]
+    b = [p for p in recorder.points if p.source == "b"]
+    assert len(a) >= 2 and len(b) >= 2
+    assert a[0].thresholds == {"beep": 0.5, "buzz": 0.5} and b[0].thresholds == {"beep": 0.9, "buzz": 0.5}
+    assert {e.source for e in recorder.events} == {"a"}
+    for name in ("a", "b"):  # drawn when the run stopped
+        assert (tmp_path / "plots" / f"timeline-{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (tmp_path / "plots" / "timeline.png").exists()
 
 
 def test_health_fails_only_when_every_source_is_down(tmp_path: Path) -> None:
