@@ -168,7 +168,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="fewer repeats, skip latency and adaptive hop")
     parser.add_argument("--report", action="store_true", help="only print the table of the last run's bench.json")
-    parser.add_argument("--only", help="comma-separated sections to rerun (inprocess,replay,latency,adaptive,"
+    parser.add_argument("--only", help="comma-separated sections to rerun (inprocess,replay,latency,adaptive,onnx,"
                         "sources), merged into the last bench.json")
     args = parser.parse_args()
     out = Path(args.out)
@@ -185,7 +185,8 @@ def main() -> int:
             print("building the full-size random CLAP model ...", file=sys.stderr)
             build_random_clap(folder, size="full")
         model = str(folder)
-    only = set(args.only.split(",")) if args.only else {"inprocess", "replay", "latency", "adaptive", "sources"}
+    only = set(args.only.split(",")) if args.only else {"inprocess", "replay", "latency", "adaptive", "onnx",
+                                                          "sources"}
     if args.quick:
         only -= {"latency", "adaptive", "sources"}
     previous = json.loads((out / "bench.json").read_text()) if args.only and (out / "bench.json").exists() else {}
@@ -210,7 +211,11 @@ def main() -> int:
         res.update(measure_latency(model, tmp))
     if "adaptive" in only:
         res.update(measure_adaptive(model, tmp))
-    if "sources" in only:
+    if "onnx" in only:  # the ONNX Runtime backend beside the torch one (benchmarks/bench_onnx.py)
+        from bench_onnx import measure_onnx
+
+        res.update(measure_onnx(model, out, tmp, args.threads, repeat))
+    if "sources" in only:  # several sources, one model (benchmarks/bench_sources.py)
         from bench_sources import measure_sources
 
         res.update(measure_sources(model, args.threads, repeat))
@@ -408,10 +413,18 @@ def measure_adaptive(model: str, tmp: Path) -> dict[str, Any]:
 
 def report(r: dict[str, Any]) -> str:
     """The table for docs/BENCHMARKS.md (the sections present in ``r``)."""
-    from bench_sources import report_rows
+    from bench_sources import report_rows as sources_rows
 
+    if "labels_ms" not in r and "onnx" in r:  # only the onnx section has run (--only onnx on a fresh folder)
+        from bench_onnx import table
+
+        return table(r)
     rows = report_core(r) if "labels_ms" in r else []
-    rows += report_rows(r)
+    if "onnx" in r and "labels_ms" in r:
+        from bench_onnx import report_rows
+
+        rows += report_rows(r)
+    rows += sources_rows(r)
     width = max(len(a) for a, _ in rows)
     lines = [f"| {'measurement'.ljust(width)} | result |", f"| {'-' * width} | --- |"]
     lines += [f"| {a.ljust(width)} | {b} |" for a, b in rows]

@@ -43,6 +43,8 @@ def load(args: argparse.Namespace) -> Config:
 
 def _run_monitor(cfg: Config, source_factory: Callable[[], Any] | Sequence[Any], live: bool, scores: bool,
                  plot: str | None = None) -> int:
+    from monitor.inference.errors import ModelLoadError  # torch-free: torch loads on the loader thread
+    from monitor.sources.build import SourceError
     from monitor.wiring import build_monitor
 
     monitor = build_monitor(cfg, source_factory, live=live, scores=scores, plot=plot)
@@ -50,12 +52,7 @@ def _run_monitor(cfg: Config, source_factory: Callable[[], Any] | Sequence[Any],
     stop = lifecycle.running()
     try:
         code = monitor.run(stop)
-    except Exception as exc:
-        from monitor.inference.scorer import ModelLoadError  # not before: torch loads on the loader thread
-        from monitor.sources.build import SourceError
-
-        if not isinstance(exc, (ModelLoadError, SourceError)):
-            raise
+    except (ModelLoadError, SourceError) as exc:
         log.error("%s", exc)
         code = 1
     # A model load or label encoding abandoned at a signal is still inside torch: exit without it.
@@ -190,7 +187,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         prompt_template=args.prompt_template,
         shots=args.shots,
         seed=args.seed,
+        backend=args.backend,
     )
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write a transformers CLAP checkpoint as an ONNX model folder (for inference.backend: onnx)."""
+    from monitor.inference.export import run
+
+    return run(args.model, args.out, int8=args.int8)
 
 
 def _bounded_int(low: int, high: int) -> Callable[[str], int]:
@@ -274,7 +279,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shots", type=int, metavar="K", help="also few-shot accuracy: K example clips per class, drawn "
                    "from the other folds (or the other clips), scored as taught labels")
     p.add_argument("--seed", type=int, default=0, help="seed of the --shots draw (default: %(default)s)")
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                   help="inference backend (onnx: --model is an exported folder; default: %(default)s)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("export", help="write a CLAP checkpoint as an ONNX model folder (needs torch)")
+    p.add_argument("model", help="hub id or folder of a transformers CLAP checkpoint")
+    p.add_argument("out", help="folder to write (onnx/audio_model.onnx, onnx/text_model.onnx, tokenizer, configs)")
+    p.add_argument("--int8", action="store_true", help="also write onnx/audio_model_quantized.onnx")
+    p.set_defaults(func=cmd_export)
     return parser
 
 

@@ -118,7 +118,7 @@ class Monitor:
     # --- parts -------------------------------------------------------------------------------------
     def make_scorer(self) -> Scorer:
         """Load the model with the registry's labels (the slow part of start-up)."""
-        from monitor.inference.examples import ExampleSettings
+        from monitor.inference.example_settings import ExampleSettings
         from monitor.inference.loading import load_scorer
 
         return load_scorer(self.cfg.model, self.cfg.inference, self.registry.current().scored(), text=self.text,

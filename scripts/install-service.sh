@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install sound-monitor as a systemd service: /opt/sound-monitor, user sound-monitor (group audio),
 # /etc/sound-monitor/config.yaml, and the unit from systemd/. Run as root. Safe to run again.
+# --onnx installs the lean set-up (ONNX Runtime, no torch; set inference.backend: onnx).
 set -euo pipefail
 src="$(cd "$(dirname "$0")/.." && pwd)"
 dest=${DEST:-/opt/sound-monitor}
@@ -12,9 +13,9 @@ usermod -a -G audio sound-monitor
 
 mkdir -p "$dest"
 if [ "$src" != "$dest" ]; then
-  tar -C "$src" --exclude=.venv --exclude=.git --exclude='__pycache__' -cf - . | tar -C "$dest" -xf -
+  tar -C "$src" --exclude=.venv --exclude=.venv-lean --exclude=.git --exclude='__pycache__' -cf - . | tar -C "$dest" -xf -
 fi
-bash "$dest/scripts/install.sh"
+bash "$dest/scripts/install.sh" "$@"  # --onnx: the lean set-up (no torch)
 
 install -d -m 0755 /etc/sound-monitor
 [ -f /etc/sound-monitor/config.yaml ] || install -m 0640 -g sound-monitor "$dest/config.yaml" /etc/sound-monitor/config.yaml

@@ -22,6 +22,14 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_random_clap(tmp_path_factory.mktemp("tiny-clap"), size="tiny", seed=0)
 
 
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny checkpoint as an ONNX model folder, written by the real export code (with the int8 audio model)."""
+    from support.onnxmodels import export_folder
+
+    return export_folder(tiny_model, tmp_path_factory.mktemp("tiny-onnx"))
+
+
 @pytest.fixture
 def broker_factory(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
     """Make brokers: ``broker_factory(port=None, start=True, persistent=False) -> Broker``; all stopped at teardown.

@@ -120,17 +120,30 @@ class DetectionConfig(Strict):
 class InferenceConfig(Strict):
     """How the model runs."""
 
+    backend: Literal["torch", "onnx"] = "torch"
+    """torch (transformers checkpoints, hub ids) or onnx (ONNX Runtime on an exported folder; no torch)."""
     threads: Annotated[int, Ge(1), Le(256)] | None = None
-    """torch intra-op threads; null = all cores."""
+    """Intra-op threads of torch or ONNX Runtime; null = all cores."""
     queue_size: Annotated[int, Ge(1), Le(1000)] = 4
     """Windows waiting for inference; when full, the oldest is dropped (and counted)."""
     max_batch: Annotated[int, Ge(1), Le(64)] = 4
     """Windows scored together when several are pending (cheaper per window than one by one)."""
-    precision: Literal["fp32", "bf16", "int8"] = "fp32"
-    """Audio tower precision: fp32 (reference), bf16 (CPUs with AVX512-BF16/AMX), int8 (dynamic quantization)."""
+    precision: Literal["fp32", "bf16", "int8", "auto"] = "fp32"
+    """Audio tower precision: fp32 (reference), bf16 (torch, CPUs with AVX512-BF16/AMX), int8 (dynamic
+    quantization; onnx: the quantized audio model), auto (bf16 where native, else fp32)."""
     max_labels: Annotated[int, Ge(1), Le(1000)] = 50
     """Most labels (background excluded) the monitor scores, configured plus added at run time; every label
     costs scoring time and an embedding, so a flood of ``add_label`` commands stops here."""
+    providers: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    """onnx: execution providers to use when installed, in order (e.g. OpenVINOExecutionProvider); CPU always."""
+    cache_dir: Annotated[str, Field(min_length=1)] | None = None
+    """onnx: folder of the label-embedding cache; null = $CACHE_DIRECTORY (systemd) or ~/.cache/sound-monitor."""
+
+    @model_validator(mode="after")
+    def _precision_fits_backend(self) -> InferenceConfig:
+        if self.backend == "onnx" and self.precision == "bf16":
+            raise ValueError("precision: bf16 is a torch-backend setting; the onnx backend has fp32, int8 and auto")
+        return self
 
 
 class Config(Strict):

@@ -41,37 +41,16 @@ from monitor.config import MODEL_SAMPLE_RATE
 from monitor.core.resample import to_model_rate
 from monitor.core.windowing import Windower
 from monitor.inference.embedcache import EmbeddingCache, file_digest
+from monitor.inference.example_settings import ExampleSettings
 from monitor.labels import LabelPrompts
 from monitor.sources.audiofile import AudioFileError, read_audio
 
 if TYPE_CHECKING:
-    from monitor.config import Config
+    pass
 
 log = logging.getLogger(__name__)
 
 EMBED_BATCH = 8  # example windows embedded together
-
-
-@dataclass(frozen=True)
-class ExampleSettings:
-    """How example files become vectors and scores (from the config's ``examples`` and ``audio`` sections)."""
-
-    cache_folder: Path | None = None  # None: no disk cache
-    max_cache_bytes: int = 20 * 1024 * 1024
-    max_file_bytes: int = 20 * 1024 * 1024
-    max_file_seconds: float = 120.0
-    window_seconds: float = 5.0
-    hop_seconds: float = 1.0
-    sharpness: float = 5.5
-
-    @classmethod
-    def from_config(cls, cfg: Config) -> ExampleSettings:
-        """Settings of ``cfg`` (the cache folder resolved as :func:`monitor.teaching.cache_folder` says)."""
-        from monitor.teaching import cache_folder
-
-        e = cfg.examples
-        return cls(cache_folder(cfg), int(e.max_cache_mb * 1024 * 1024), int(e.max_file_mb * 1024 * 1024),
-                   e.max_file_seconds, cfg.audio.window_seconds, cfg.audio.hop_seconds, e.sharpness)
 
 
 class ExampleFileError(Exception):

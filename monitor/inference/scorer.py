@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import time
 import warnings
 from collections.abc import Sequence
@@ -21,7 +20,9 @@ import numpy as np
 import torch
 
 from monitor.inference.embedcache import EmbeddingCache, model_key
+from monitor.inference.errors import ModelLoadError
 from monitor.inference.examples import ExampleBank, ExampleSettings
+from monitor.inference.runtime import default_threads
 from monitor.inference.text import TextEncoder
 from monitor.labels import LabelPrompts
 
@@ -31,10 +32,6 @@ if TYPE_CHECKING:
     from transformers import ClapModel
 
 log = logging.getLogger(__name__)
-
-
-class ModelLoadError(RuntimeError):
-    """The checkpoint cannot be loaded; the message names the model id or folder."""
 
 
 def _release_checkpoint_pages() -> int:
@@ -71,12 +68,6 @@ def bf16_supported() -> bool:
         return False
 
 
-def default_threads() -> int:
-    """torch threads for this box: every core the process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 class ClapScorer:

@@ -32,9 +32,10 @@ from monitor.config import (
     InferenceConfig,
     load_config,
 )
-from monitor.inference.examples import ExampleSettings
+from monitor.inference.errors import ModelLoadError
+from monitor.inference.example_settings import ExampleSettings
 from monitor.inference.loading import load_scorer
-from monitor.inference.scorer import ClapScorer, ModelLoadError
+from monitor.inference.worker import Scorer
 from monitor.labels import LabelPrompts, labels_from_config
 from monitor.offline.filewindows import FileWindows
 from monitor.offline.scoring import BATCH_SIZE, score_batches
@@ -163,7 +164,7 @@ class FileScores:
         }
 
 
-def classify_file(scorer: ClapScorer, path: str | Path, window_seconds: float, hop_seconds: float) -> FileScores:
+def classify_file(scorer: Scorer, path: str | Path, window_seconds: float, hop_seconds: float) -> FileScores:
     """Stream, resample and score one file (raises :class:`AudioFileError` if it cannot be read or holds no valid
     window)."""
     windows = FileWindows(path, window_seconds, hop_seconds)
@@ -192,7 +193,7 @@ def classify_file(scorer: ClapScorer, path: str | Path, window_seconds: float, h
 
 
 def classify_files(
-    scorer: ClapScorer, paths: Sequence[str | Path], window_seconds: float, hop_seconds: float
+    scorer: Scorer, paths: Sequence[str | Path], window_seconds: float, hop_seconds: float
 ) -> tuple[list[FileScores], list[tuple[str, str]]]:
     """Classify files and folders (recursively); unreadable files are logged and returned as (file, reason)."""
     files = find_audio_files(list(paths))

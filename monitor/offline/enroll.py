@@ -81,7 +81,7 @@ def _check(files: Sequence[str], max_mb: float, max_seconds: float) -> list[Path
 
 def _warm(cfg: Config, out: TextIO) -> int:
     """Load the model as the monitor does and embed every example file not in the cache yet."""
-    from monitor.inference.examples import ExampleSettings
+    from monitor.inference.example_settings import ExampleSettings
     from monitor.inference.loading import load_scorer
     from monitor.inference.scorer import ModelLoadError
 

@@ -127,7 +127,7 @@ def check_options(prompt_template: str, batch_size: int) -> None:
 
 def dataset_labels(dataset: EvalDataset, prompt_template: str = DEFAULT_PROMPT_TEMPLATE) -> list[LabelPrompts]:
     """The labels to load the scorer with: each class label with its one prompt, in class order."""
-    from monitor.inference.scorer import LabelPrompts
+    from monitor.labels import LabelPrompts
 
     return [LabelPrompts(lbl, (prompt_template.format(lbl),)) for lbl in dataset.labels]
 
@@ -237,12 +237,13 @@ def run(
     out: TextIO | None = None,
     shots: int | None = None,
     seed: int = 0,
+    backend: str = "torch",
 ) -> int:
     """The ``evaluate`` command: 0 when results were written, 1 on bad input (the reason on stderr).
 
     With ``shots`` it also measures few-shot accuracy (:mod:`monitor.offline.fewshot`)."""
+    from monitor.inference.errors import ModelLoadError
     from monitor.inference.loading import load_scorer
-    from monitor.inference.scorer import ModelLoadError
 
     out = out or sys.stdout
     model = model or DEFAULT_MODEL
@@ -255,12 +256,16 @@ def run(
         ds = open_dataset(dataset, folds, limit)
         log.info("%s: %s layout, %d classes, %d clips", ds.path, ds.layout, len(ds.classes), len(ds.clips))
         plan = None
+        if shots is not None and backend != "torch":
+            raise EvaluationError("--shots: few-shot accuracy needs --backend torch (examples are a torch feature "
+                                  "for now)")
         if shots is not None:
             from monitor.offline.fewshot import plan_few_shot
 
             plan = plan_few_shot(open_dataset(dataset) if ds.available_folds else ds, ds, shots, seed)
         try:
-            scorer = load_scorer(model, InferenceConfig(threads=threads), dataset_labels(ds, prompt_template))
+            inference = InferenceConfig(threads=threads, backend=backend)  # type: ignore[arg-type]
+            scorer = load_scorer(model, inference, dataset_labels(ds, prompt_template))
         except ModelLoadError as exc:
             raise EvaluationError(str(exc)) from None
         result = evaluate(ds, scorer, prompt_template, batch_size)
