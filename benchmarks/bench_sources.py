@@ -6,8 +6,9 @@
       batched (``max_batch`` 8) vs one at a time (``max_batch`` 1): windows scored and dropped per source, CPU per
       second of wall time; a source count "stays real time" when, after the warm-up, no source drops a window and
       the model scores as many windows as the sources cut
-  i3  CPU of the readers themselves: N ffmpeg processes, each reading a live 16 kHz WAV stream over HTTP and
-      writing 48 kHz float PCM to a pipe (the network reader's work), CPU-seconds per second of audio
+  i3  CPU of the readers themselves: N StreamSources (an ffmpeg each, and their reader threads in this process)
+      on live HTTP WAV (16 kHz PCM) and RTSP AAC streams, CPU-seconds per second of audio: ffmpeg's, and this
+      process's (the reader threads and the consumers taking the audio)
 
 Run through ``bench.py``; results go into ``bench.json`` under ``sources``.
 """
@@ -18,9 +19,7 @@ import http.server
 import os
 import resource
 import shutil
-import statistics
 import struct
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -172,49 +171,67 @@ class _PacedSource:
 
 
 def _readers(seconds: float) -> dict[str, Any]:
-    """i3: CPU of N ffmpeg readers of live HTTP WAV streams (16 kHz mono in, 48 kHz float out)."""
-    ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg is None:
+    """i3: CPU of N StreamSources (one ffmpeg each, plus the reader thread in this process), reading live HTTP WAV
+    (16 kHz PCM) and RTSP AAC streams (GStreamer's server), with a thread taking the audio as the windowing stage
+    would."""
+    if shutil.which("ffmpeg") is None:
         return {"error": "ffmpeg not installed"}
+    import tempfile
+
+    from support.audio import tone, write_wav
+    from support.rtsp import RtspServer
+
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _LiveWav)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/live.wav"
+    wav = write_wav(Path(tempfile.mkdtemp()) / "tone.wav", tone(seconds + 120, 16000, 600, 0.3), 16000)
     out: dict[str, Any] = {}
     try:
-        for n in SOURCE_COUNTS:
-            procs = [subprocess.Popen([ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-rw_timeout",
-                                       "10000000", "-i", url, "-vn", "-ac", "1", "-ar", "48000", "-f", "f32le", "-"],
-                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) for _ in range(n)]
-            got = [0] * n
-
-            readers = [threading.Thread(target=_drain, args=(p, got, i), daemon=True) for i, p in enumerate(procs)]
-            for r in readers:
-                r.start()
-            time.sleep(seconds)
-            cpu = [_proc_cpu(p.pid) for p in procs]
-            for p in procs:
-                p.kill()
-                p.wait()
-            audio_s = [b / 4 / 48000 for b in got]
-            out[str(n)] = {"cpu_s_per_audio_s_each": statistics.mean(c / max(a, 1e-9) for c, a in zip(cpu, audio_s,
-                                                                                                     strict=True)),
-                           "audio_s_each": statistics.mean(audio_s), "cpu_s_total": sum(cpu)}
-            print(f"# readers {n}: {out[str(n)]}", flush=True)
+        with RtspServer(wav) as rtsp:
+            urls = {"http-wav": f"http://127.0.0.1:{server.server_address[1]}/live.wav",
+                    "rtsp-aac": rtsp.url("/audio")}
+            for kind, url in urls.items():
+                for n in SOURCE_COUNTS:
+                    out[f"{kind}/{n}"] = _read_streams(url, n, seconds)
+                    print(f"# readers {kind} {n}: {out[f'{kind}/{n}']}", flush=True)
     finally:
         server.shutdown()
     return out
 
 
-def _drain(proc: subprocess.Popen[bytes], got: list[int], i: int) -> None:
-    """Read a reader's PCM as the windowing thread would, counting bytes."""
-    assert proc.stdout is not None
-    while chunk := proc.stdout.read(65536):
-        got[i] += len(chunk)
+def _read_streams(url: str, n: int, seconds: float) -> dict[str, Any]:
+    import psutil
+
+    from monitor.sources.stream import StreamSource
+
+    sources = [StreamSource(url, f"bench{i}") for i in range(n)]
+    got = [0] * n
+    threads = [threading.Thread(target=_take, args=(src, got, i), daemon=True) for i, src in enumerate(sources)]
+    for t in threads:
+        t.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not all(src.state == "up" for src in sources) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        procs = [psutil.Process(src.pid) for src in sources if src.pid is not None]
+        ff0 = [sum(p.cpu_times()[:2]) for p in procs]
+        self0, got0, t0 = _cpu(), list(got), time.monotonic()
+        time.sleep(seconds)
+        ff1 = [sum(p.cpu_times()[:2]) for p in procs]
+        self1, t1 = _cpu(), time.monotonic()
+        audio_s = (sum(got) - sum(got0)) / 48000
+    finally:
+        for src in sources:
+            src.stop()
+    return {"streams": n, "up": len(procs), "audio_s": audio_s, "wall_s": t1 - t0,
+            "ffmpeg_cpu_s_per_audio_s": (sum(ff1) - sum(ff0)) / max(audio_s, 1e-9),
+            "in_process_cpu_s_per_audio_s": (self1 - self0) / max(audio_s, 1e-9),
+            "reopens": sum(src.reopens for src in sources), "load": os.getloadavg()[0]}
 
 
-def _proc_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _take(source: Any, got: list[int], i: int) -> None:
+    """Take a source's audio as the windowing thread would, counting samples."""
+    while (block := source.read(0.5)) is not None:
+        got[i] += block.size
 
 
 class _LiveWav(http.server.BaseHTTPRequestHandler):
@@ -267,6 +284,9 @@ def report_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
                                    for n, v in runs.items()) + f" → max {max(map(int, rt), default=0)}"))
     rd = s.get("readers", {})
     if rd and "error" not in rd:
-        rows.append(("i3. ffmpeg reader CPU-s per audio-s, each, at " + " / ".join(rd) + " streams",
-                     " / ".join(f"{v['cpu_s_per_audio_s_each']:.4f}" for v in rd.values())))
+        for kind in dict.fromkeys(k.split("/")[0] for k in rd):
+            runs = {k.split("/")[1]: v for k, v in rd.items() if k.startswith(kind + "/")}
+            rows.append((f"i3. readers, {kind}: CPU-s per audio-s, ffmpeg + in-process, at " + " / ".join(runs)
+                         + " streams", " / ".join(f"{v['ffmpeg_cpu_s_per_audio_s']:.4f} + "
+                                                  f"{v['in_process_cpu_s_per_audio_s']:.4f}" for v in runs.values())))
     return rows
