@@ -13,6 +13,8 @@ same compute as ``laion/clap-htsat-unfused``) into ``DIR/clap-full`` once. It me
   f  latency from the end of a window to its event at a subscriber on a loopback mosquitto (p50, p95)
   g  CPU-seconds per second of audio at the default hop, and replay's marginal cost per window (90 s - 30 s)
   h  the adaptive hop: CPU saved on a mostly quiet recording, detection delay on one with events
+  i  several sources, one model (benchmarks/bench_sources.py): cost per source-window batched vs one at a time,
+     how many sources stay real time at hop 1 s, CPU of the ffmpeg readers (``--only sources``)
 
 and prints a table with the ratios b/a, c/b and 50-label/1-label. Results also go to DIR/bench.json.
 Timings are medians of repeated runs; compare numbers only within one run.
@@ -166,8 +168,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="fewer repeats, skip latency and adaptive hop")
     parser.add_argument("--report", action="store_true", help="only print the table of the last run's bench.json")
-    parser.add_argument("--only", help="comma-separated sections to rerun (inprocess,replay,latency,adaptive,onnx), "
-                        "merged into the last bench.json")
+    parser.add_argument("--only", help="comma-separated sections to rerun (inprocess,replay,latency,adaptive,onnx,"
+                        "sources), merged into the last bench.json")
     args = parser.parse_args()
     out = Path(args.out)
     if args.report:
@@ -183,9 +185,10 @@ def main() -> int:
             print("building the full-size random CLAP model ...", file=sys.stderr)
             build_random_clap(folder, size="full")
         model = str(folder)
-    only = set(args.only.split(",")) if args.only else {"inprocess", "replay", "latency", "adaptive", "onnx"}
+    only = set(args.only.split(",")) if args.only else {"inprocess", "replay", "latency", "adaptive", "onnx",
+                                                          "sources"}
     if args.quick:
-        only -= {"latency", "adaptive"}
+        only -= {"latency", "adaptive", "sources"}
     previous = json.loads((out / "bench.json").read_text()) if args.only and (out / "bench.json").exists() else {}
     res: dict[str, Any] = {
         **previous,
@@ -212,6 +215,10 @@ def main() -> int:
         from bench_onnx import measure_onnx
 
         res.update(measure_onnx(model, out, tmp, args.threads, repeat))
+    if "sources" in only:  # several sources, one model (benchmarks/bench_sources.py)
+        from bench_sources import measure_sources
+
+        res.update(measure_sources(model, args.threads, repeat))
     (out / "bench.json").write_text(json.dumps(res, indent=2))
     print(report(res))
     return 0
@@ -405,11 +412,27 @@ def measure_adaptive(model: str, tmp: Path) -> dict[str, Any]:
 
 
 def report(r: dict[str, Any]) -> str:
-    """The table for docs/BENCHMARKS.md."""
-    if "labels_ms" not in r:  # only the onnx section has run (--only onnx on a fresh folder)
+    """The table for docs/BENCHMARKS.md (the sections present in ``r``)."""
+    from bench_sources import report_rows as sources_rows
+
+    if "labels_ms" not in r and "onnx" in r:  # only the onnx section has run (--only onnx on a fresh folder)
         from bench_onnx import table
 
         return table(r)
+    rows = report_core(r) if "labels_ms" in r else []
+    if "onnx" in r and "labels_ms" in r:
+        from bench_onnx import report_rows
+
+        rows += report_rows(r)
+    rows += sources_rows(r)
+    width = max(len(a) for a, _ in rows)
+    lines = [f"| {'measurement'.ljust(width)} | result |", f"| {'-' * width} | --- |"]
+    lines += [f"| {a.ljust(width)} | {b} |" for a, b in rows]
+    return f"Machine: {r['machine']}\nModel: {r['model']}, torch threads {r['threads']}\n\n" + "\n".join(lines)
+
+
+def report_core(r: dict[str, Any]) -> list[tuple[str, str]]:
+    """Rows of sections a-h."""
     lab = {int(k): v for k, v in r["labels_ms"].items()}
     rows = [
         ("a. audio-tower forward per window (floor)", f"{r['a_forward_ms']:.1f} ms"),
@@ -453,14 +476,7 @@ def report(r: dict[str, Any]) -> str:
                      f"(CPU {fx['cpu_s']:.1f} / {ad['cpu_s']:.1f} s)"))
         rows.append(("h. event at 90 s: first start window_end fixed / adaptive",
                      f"{fx['first_start_window_end']} / {ad['first_start_window_end']} s"))
-    if "onnx" in r:
-        from bench_onnx import report_rows
-
-        rows += report_rows(r)
-    width = max(len(a) for a, _ in rows)
-    lines = [f"| {'measurement'.ljust(width)} | result |", f"| {'-' * width} | --- |"]
-    lines += [f"| {a.ljust(width)} | {b} |" for a, b in rows]
-    return f"Machine: {r['machine']}\nModel: {r['model']}, torch threads {r['threads']}\n\n" + "\n".join(lines)
+    return rows
 
 
 if __name__ == "__main__":

@@ -41,9 +41,10 @@ def load(args: argparse.Namespace) -> Config:
     return load_config(args.config, check_files=True, overrides=overrides)
 
 
-def _run_monitor(cfg: Config, source_factory: Callable[[], Any], live: bool, scores: bool,
+def _run_monitor(cfg: Config, source_factory: Callable[[], Any] | Sequence[Any], live: bool, scores: bool,
                  plot: str | None = None) -> int:
     from monitor.inference.errors import ModelLoadError  # torch-free: torch loads on the loader thread
+    from monitor.sources.build import SourceError
     from monitor.wiring import build_monitor
 
     monitor = build_monitor(cfg, source_factory, live=live, scores=scores, plot=plot)
@@ -51,7 +52,7 @@ def _run_monitor(cfg: Config, source_factory: Callable[[], Any], live: bool, sco
     stop = lifecycle.running()
     try:
         code = monitor.run(stop)
-    except ModelLoadError as exc:
+    except (ModelLoadError, SourceError) as exc:
         log.error("%s", exc)
         code = 1
     # A model load or label encoding abandoned at a signal is still inside torch: exit without it.
@@ -59,24 +60,40 @@ def _run_monitor(cfg: Config, source_factory: Callable[[], Any], live: bool, sco
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Listen to the microphone until SIGTERM/SIGINT."""
-    from monitor.sources.capture import Capture, CaptureError
+    """Listen to the microphone (or every configured source) until SIGTERM/SIGINT."""
+    from monitor.sources.build import SourceError, check_url_reader, open_capture, source_plans
+    from monitor.sources.capture import CaptureError
     from monitor.sources.reopening import ReopeningSource
 
     cfg = load(args)
-    a = cfg.audio
+    if args.plot:
+        from monitor.sinks.plot import PlotUnavailable, require_matplotlib
 
-    def open_capture() -> Capture:
-        cap = Capture(a.device, a.samplerate, a.channels, ring_seconds=a.window_seconds * 2 + 2)
-        cap.start()
-        return cap
+        try:
+            require_matplotlib()
+        except PlotUnavailable as exc:
+            log.error("%s", exc)
+            return 1
+    if cfg.sources is not None:
+        # Several sources: none is opened before the model loads; a device or stream that is not there is reported
+        # down and retried while the others listen (one source never keeps the rest from running).
+        try:
+            check_url_reader(cfg.sources)  # in one line now, not after the model load
+        except SourceError as exc:
+            log.error("%s", exc)
+            return 1
+        return _run_monitor(cfg, source_plans(cfg), live=True, scores=args.scores, plot=args.plot)
+    src = cfg.unnamed_source()
+
+    def open_default() -> ReopeningSource:
+        return ReopeningSource(lambda: open_capture(src, cfg.audio))
 
     try:
-        open_capture().stop()  # fail fast, before loading the model, on a missing device
+        open_capture(src, cfg.audio).stop()  # fail fast, before loading the model, on a missing device
     except CaptureError as exc:
         log.error("%s", exc)
         return 1
-    return _run_monitor(cfg, lambda: ReopeningSource(open_capture), live=True, scores=args.scores)
+    return _run_monitor(cfg, open_default, live=True, scores=args.scores, plot=args.plot)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -122,6 +139,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     labels_from_config(cfg)  # example and negative paths exist and are within bounds (a ConfigError if not)
     labels = ", ".join(f"{lbl.name} ({cfg.label_threshold(lbl):g})" for lbl in cfg.labels)
     print(f"{args.file}: OK — {len(cfg.labels)} label(s): {labels}")
+    for src in cfg.sources or []:  # URLs with their password redacted
+        print(f"  source {src.name}: {src.describe()}")
     return 0
 
 
@@ -209,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_config(sub.add_parser("run", help="listen to the microphone"))
     p.add_argument("--device", help="override audio.device (index or name substring)")
     p.add_argument("--scores", action="store_true", help="print one JSON line of scores per window")
+    p.add_argument("--plot", metavar="PNG", help="at exit, draw a timeline per source (PNG-<source>.png)")
     p.set_defaults(func=cmd_run)
 
     p = with_config(sub.add_parser("replay", help="run the pipeline over an audio file"))

@@ -1,14 +1,18 @@
-"""One monitoring run: source → windowing → inference → detection → sinks.
+"""One monitoring run: sources → windowing (one thread per source) → inference (one thread) → detection → sinks.
 
 Each stage runs on its own thread and owns its own state; they talk only through bounded queues:
 
-    source.read() ─▶ WindowStage ─▶ DropOldestQueue[Window] ─▶ InferenceWorker
-                  ─▶ DropOldestQueue[ScoredWindow] ─▶ Monitor.run (this thread: Detector, sinks)
+    source.read() ─▶ WindowStage (per source) ─▶ FairQueue[Window] ─▶ InferenceWorker
+                  ─▶ DropOldestQueue[ScoredWindow] ─▶ Monitor.run (this thread: a Detector per source, sinks)
+
+Every source's windows go through the one model, batched together when several are pending; the fair queue takes
+them round-robin and, when inference falls behind, drops from the source with the most pending, counted per
+source. :mod:`monitor.sourcerun` holds what is per source (stage, detector, input state, health, counters).
 
 Labels come from the :class:`~monitor.labels.LabelRegistry`: the inference thread applies changes to the scorer,
-and this thread, at the top of its loop, derives the detector's rules from the applied set and hands it to
-the sinks; it follows a live source's ``input_state`` (microphone up or down) the same way. Sinks (stdout, MQTT,
-metrics, clips, the plot) get what they need at construction; the pipeline
+and this thread, at the top of its loop, derives each source's detector rules from the applied set (that source's
+subset and threshold overrides) and hands the set to the sinks; it follows each live source's input state (up or
+down) the same way. Sinks (stdout, MQTT, metrics, clips, the plot) get what they need at construction; the pipeline
 knows them only as :class:`~monitor.sinks.Sink`. An event passes through the ``annotators`` (e.g. the clip
 recorder naming its clip) before any sink sees it.
 """
@@ -22,18 +26,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from monitor.config import Config
-from monitor.core.detection import Detector, LabelRule
-from monitor.core.queues import Closed, DropOldestQueue
-from monitor.core.windowing import AudioSource, WindowStage
+from monitor.core.detection import Detector
+from monitor.core.queues import Closed, DropOldestQueue, FairQueue
+from monitor.core.sourcerules import detection_rules, source_thresholds
+from monitor.core.windowing import AudioSource
 from monitor.inference.adaptive import AdaptiveHop
 from monitor.inference.worker import InferenceWorker, Scorer
-from monitor.labels import LabelRegistry, LabelSet
+from monitor.labels import LabelRegistry
 from monitor.lifecycle import call_unless_stopped
-from monitor.records import Event, InputState, ScoredWindow, Window
+from monitor.records import Event, ScoredWindow, Window
 from monitor.sinks import Sink
+from monitor.sourcerun import STALL_SECONDS, AudioTap, SourcePlan, SourceRun, SourceStats, run_health
 from monitor.systemd import notify, watchdog_interval
 
 if TYPE_CHECKING:
@@ -41,16 +45,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STALL_SECONDS = 15.0  # no progress for this long = unhealthy (watchdog stops, /healthz fails)
-SHUTDOWN_SECONDS = 4.0  # SIGTERM to exit stays under systemd's and the issue's 5 s
+__all__ = ["STALL_SECONDS", "Annotator", "AudioTap", "Monitor", "PipelineStats", "SourcePlan", "detection_rules"]
 
-AudioTap = Callable[[int, np.ndarray], None]
+SHUTDOWN_SECONDS = 4.0  # SIGTERM to exit stays under systemd's and the issue's 5 s
+DROP_LOG_SECONDS = 10.0  # at most one "inference is behind" line per source this often
+
 Annotator = Callable[[Event], Event]
+Taps = Sequence[AudioTap] | Callable[[str], Sequence[AudioTap]]
 
 
 @dataclass(frozen=True)
 class PipelineStats:
-    """Counters of one run, read at any time from any thread (each a plain read of its owner's counter)."""
+    """Counters of one run, read at any time from any thread (each a plain read of its owner's counter); the
+    totals are over every source, ``sources`` has each one's."""
 
     windows_scored: int = 0
     windows_skipped: int = 0
@@ -62,25 +69,21 @@ class PipelineStats:
     capture_lost_samples: int = 0
     windows_invalid: int = 0  # windows holding NaN/inf/absurd samples, not scored
     samples_clipped: int = 0  # samples beyond full scale clipped to ±1
-
-
-def detection_rules(labels: LabelSet) -> list[LabelRule]:
-    """Detector rules for a label set (background labels never fire)."""
-    return [LabelRule(lbl.name, lbl.label_id, lbl.threshold, lbl.enabled) for lbl in labels.labels]
+    sources: tuple[SourceStats, ...] = ()
 
 
 class Monitor:
-    """A monitoring run over one audio source."""
+    """A monitoring run over one or several audio sources."""
 
     def __init__(
         self,
         cfg: Config,
-        source_factory: Callable[[], AudioSource],
+        source_factory: Callable[[], AudioSource] | Sequence[SourcePlan],
         registry: LabelRegistry,
         live: bool,
         sinks: Sequence[Sink] = (),
         scorer: Scorer | None = None,
-        taps: Sequence[AudioTap] = (),
+        taps: Taps = (),
         annotators: Sequence[Annotator] = (),
         text: TextEncoder | None = None,
     ) -> None:
@@ -88,26 +91,29 @@ class Monitor:
         self.text = text  # the text encoder the scorer shares with the command dispatcher
         self.live = live
         self.registry = registry
-        self.source_factory = source_factory
         self.scorer = scorer
         self.sinks = list(sinks)
-        self.taps = list(taps)
         self.annotators = list(annotators)
+        # A bare factory is the one unnamed source of a single-source config (replay, or `run` without `sources`).
+        plans = ([SourcePlan(cfg.unnamed_source(), source_factory)] if callable(source_factory)
+                 else list(source_factory))
         labels = registry.applied()
         self._labels_version = labels.version
-        self._input_version = -1  # of the source's InputState last handed to the sinks
-        self.detector = Detector(
-            detection_rules(labels),
-            node=cfg.node_name(),
-            min_hits=cfg.detection.min_hits,
-            end_after_seconds=cfg.detection.end_after_seconds,
-            cooldown_seconds=cfg.detection.cooldown_seconds,
-        )
-        self.windows: DropOldestQueue[Window] = DropOldestQueue(cfg.inference.queue_size, on_drop=self._window_dropped)
+        self.sources = [SourceRun(p, cfg, labels, live, taps(p.config.name) if callable(taps) else taps)
+                        for p in plans]
+        self._by_name = {run.name: run for run in self.sources}
+        # Per source, the same bound as one source had alone: latency stays that of `queue_size` windows a source.
+        self.windows: FairQueue[Window] = FairQueue(cfg.inference.queue_size * len(self.sources),
+                                                    on_drop=self._window_dropped)
         self.results: DropOldestQueue[ScoredWindow] = DropOldestQueue(256)
-        self.stage: WindowStage | None = None
         self.worker: InferenceWorker | None = None
-        self._last_drop_log = 0.0
+        self._drop_log_lock = threading.Lock()  # windowing threads of different sources report drops
+        self._last_drop_log: dict[str, float] = {}
+
+    @property
+    def detector(self) -> Detector:
+        """The first (in a single-source run: the only) source's detector."""
+        return self.sources[0].detector
 
     # --- parts -------------------------------------------------------------------------------------
     def make_scorer(self) -> Scorer:
@@ -118,47 +124,33 @@ class Monitor:
         return load_scorer(self.cfg.model, self.cfg.inference, self.registry.current().scored(), text=self.text,
                            examples=ExampleSettings.from_config(self.cfg))
 
-    def make_adaptive(self) -> AdaptiveHop | None:
-        """The adaptive-hop policy, or None when ``audio.idle_hop_seconds`` is not set."""
+    def make_adaptive(self) -> dict[str, AdaptiveHop] | None:
+        """Each source's adaptive-hop policy (watching its own thresholds), or None when ``audio.idle_hop_seconds``
+        is not set."""
         a = self.cfg.audio
         if a.idle_hop_seconds is None:
             return None
-        return AdaptiveHop(
+        labels = self.registry.applied()
+        return {run.name: AdaptiveHop(
             stride=round(a.idle_hop_seconds / a.hop_seconds),
             margin=a.adaptive_margin,
             level_jump_db=a.adaptive_level_jump_db,
             hold=max(1, round(a.window_seconds / a.hop_seconds)),
-            thresholds=self.registry.applied().thresholds(),
-        )
+            thresholds=source_thresholds(labels, run.config),
+        ) for run in self.sources}
 
     # --- state for other threads -------------------------------------------------------------------
     def health(self, now: float | None = None) -> tuple[bool, str]:
-        """``(healthy, reason)``: capture and inference both making progress. Behind the systemd watchdog,
-        ``/healthz`` and the health metric alike."""
-        now = time.monotonic() if now is None else now
-        stage, worker = self.stage, self.worker
-        if stage is None or worker is None:
-            return False, "starting: loading the model"
-        source = _input_state(stage.source)
-        if source is not None and source.state == "down":  # at once, not after STALL_SECONDS without audio
-            return False, f"audio input is down: {source.error}"
-        if now - stage.last_progress >= STALL_SECONDS:
-            return False, f"no audio from the input for {now - stage.last_progress:.0f} s"
-        if not worker.alive:
-            return False, "the inference thread has stopped"
-        if worker.stalled(now, STALL_SECONDS):
-            return False, f"one inference has been running for over {STALL_SECONDS:g} s"
-        if now - worker.last_progress >= STALL_SECONDS:
-            return False, f"inference has made no progress for {now - worker.last_progress:.0f} s"
-        return True, "ok"
+        """``(healthy, reason)``: behind the systemd watchdog, ``/healthz`` and the health metric alike (see
+        :func:`monitor.sourcerun.run_health`: degraded, not failing, while only some sources are down)."""
+        return run_health(self.sources, self.worker, time.monotonic() if now is None else now)
 
     def stats(self) -> PipelineStats:
         """The run's counters now."""
-        worker, stage = self.worker, self.stage
-        source = stage.source if stage is not None else None
-        overruns, lost = _capture_counts(source)
+        worker = self.worker
+        per = tuple(run.stats(self.windows) for run in self.sources)
         if worker is None:
-            return PipelineStats(windows_dropped=self.windows.dropped, queue_depth=len(self.windows))
+            return PipelineStats(windows_dropped=self.windows.dropped, queue_depth=len(self.windows), sources=per)
         return PipelineStats(
             windows_scored=worker.scored,
             windows_skipped=worker.skipped,
@@ -166,50 +158,61 @@ class Monitor:
             windows_dropped=self.windows.dropped,
             inference_errors=worker.errors,
             queue_depth=len(self.windows),
-            capture_overruns=overruns,
-            capture_lost_samples=lost,
-            windows_invalid=stage.windows_invalid if stage is not None else 0,
-            samples_clipped=stage.samples_clipped if stage is not None else 0,
+            capture_overruns=sum(s.overruns for s in per),
+            capture_lost_samples=sum(s.lost_samples for s in per),
+            windows_invalid=sum(s.windows_invalid for s in per),
+            samples_clipped=sum(s.samples_clipped for s in per),
+            sources=per,
         )
 
     # --- lifecycle ---------------------------------------------------------------------------------
-    def _window_dropped(self, window: Window) -> None:
+    def _window_dropped(self, source: str, window: Window) -> None:
+        # On the windowing thread of whichever source put: one line per source at most every DROP_LOG_SECONDS.
         now = time.monotonic()
-        if now - self._last_drop_log > 10:
-            self._last_drop_log = now
-            log.warning("inference is behind: dropped window at %.1f s (%d dropped so far)", window.start,
-                        self.windows.dropped)
+        with self._drop_log_lock:
+            if now - self._last_drop_log.get(source, -DROP_LOG_SECONDS) < DROP_LOG_SECONDS:
+                return
+            self._last_drop_log[source] = now
+        where = f" of {source}" if source else ""
+        log.warning("inference is behind: dropped window%s at %.1f s (%d dropped%s so far)", where, window.start,
+                    self.windows.dropped_by(source), where)
 
     def run(self, stop: threading.Event) -> int:
-        """Run until the source ends or ``stop`` is set; returns the process exit code."""
+        """Run until every source ends or ``stop`` is set; returns the process exit code."""
         if self.scorer is None:
             log.info("loading %s", self.cfg.model)
             # On its own thread: a stop during the load (seconds on a Pi) is acted on at once, not after it.
             self.scorer = call_unless_stopped(self.make_scorer, stop, "model-loader")
         if stop.is_set() or self.scorer is None:
             return 0
-        source = self.source_factory()
-        self.stage = WindowStage(source, self.windows, self.cfg.audio.window_seconds, self.cfg.audio.hop_seconds,
-                                 live=self.live, taps=self.taps)
+        configs = {run.name: run.config for run in self.sources}
         self.worker = InferenceWorker(
-            self.scorer, self.registry, self.windows, self.results, min_dbfs=self.cfg.audio.min_dbfs,
+            self.scorer, self.registry, self.windows, self.results,
+            min_dbfs={run.name: run.min_dbfs for run in self.sources},
             max_batch=self.cfg.inference.max_batch, adaptive=self.make_adaptive(),
+            thresholds=lambda source, labels: source_thresholds(labels, configs.get(source)),
         )
         try:
+            for run in self.sources:  # opened before the sinks start, as the one source always was
+                run.open(self.windows)
             for sink in self.sinks:
                 sink.start()
             for sink in self.sinks:
                 sink.on_labels(self.registry.applied())
             self.worker.start()
-            self.stage.start()
+            for run in self.sources:
+                run.start()
             notify("READY=1")
-            log.info("listening for: %s", ", ".join(r.name for r in self.detector.rules))
+            names = ", ".join(r.name for r in self.sources[0].detector.rules)
+            if len(self.sources) > 1 or self.sources[0].name:
+                names += f" on {len(self.sources)} source(s): " + ", ".join(run.name for run in self.sources)
+            log.info("listening for: %s", names)
             return self._loop(stop)
         finally:
             self._shutdown()
 
     def _loop(self, stop: threading.Event) -> int:
-        assert self.stage is not None and self.worker is not None
+        assert self.worker is not None
         ping_every = watchdog_interval()
         last_ping = 0.0
         clock = 0.0  # replay: the stream clock (end of the latest window)
@@ -217,12 +220,13 @@ class Monitor:
         while True:
             now = time.monotonic() if self.live else clock
             self._pull_labels(now)
-            self._pull_input()
+            self._pull_inputs()
             if stop.is_set() and stop_deadline is None:
                 log.info("stopping")
                 notify("STOPPING=1")
                 stop_deadline = time.monotonic() + SHUTDOWN_SECONDS / 2
-                self.stage.stop()
+                for run in self.sources:
+                    run.stop()
             if stop_deadline is not None and time.monotonic() > stop_deadline:
                 log.warning("inference did not finish in time; leaving %d window(s) unscored", len(self.windows))
                 break
@@ -236,49 +240,58 @@ class Monitor:
                     clock = now = scored.mono_end
                 for sink in self.sinks:
                     sink.on_window(scored)
-                self.emit(self.detector.update(scored, now))
+                run = self._by_name.get(scored.source)
+                if run is not None:
+                    self.emit(run.detector.update(scored, now))
             if self.live:
-                self.emit(self.detector.tick(now))
+                for run in self.sources:
+                    self.emit(run.detector.tick(now))
             if ping_every is not None and time.monotonic() - last_ping >= ping_every and self.health()[0]:
                 notify("WATCHDOG=1")
                 last_ping = time.monotonic()
-        self.emit(self.detector.flush(time.monotonic() if self.live else clock))
-        return 1 if self.stage.error is not None else 0
+        end = time.monotonic() if self.live else clock
+        for run in self.sources:
+            self.emit(run.detector.flush(end))
+        return 1 if any(run.stage is not None and run.stage.error is not None for run in self.sources) else 0
 
     def _pull_labels(self, now: float) -> None:
-        """Follow the registry's applied label set: detector rules first, then the sinks."""
+        """Follow the registry's applied label set: each source's detector rules first, then the sinks."""
         labels = self.registry.applied()
         if labels.version == self._labels_version:
             return
         self._labels_version = labels.version
         # Ending the events of labels removed or disabled publishes their OFF before the sinks drop them.
-        self.emit(self.detector.set_rules(detection_rules(labels), now))
+        for run in self.sources:
+            self.emit(run.detector.set_rules(detection_rules(labels, run.config), now))
         for sink in self.sinks:
             sink.on_labels(labels)
 
-    def _pull_input(self) -> None:
-        """Hand a new state of the source's input (set on the windowing thread) to the sinks."""
-        assert self.stage is not None
-        state = _input_state(self.stage.source)
-        if state is None or state.version == self._input_version:
-            return
-        self._input_version = state.version
-        for sink in self.sinks:
-            sink.on_input(state)
+    def _pull_inputs(self) -> None:
+        """Hand each source's new input state (set on its windowing thread) to the sinks."""
+        for run in self.sources:
+            state = run.poll_input()
+            if state is not None:
+                for sink in self.sinks:
+                    sink.on_input(state)
 
     def emit(self, events: list[Event]) -> None:
         """Annotate, log and hand events to the sinks (main thread)."""
         for event in events:
             for annotate in self.annotators:
                 event = annotate(event)
-            log.info("%s %s (score %.3f, peak %.3f)", event.type, event.label, event.score, event.peak_score)
+            where = f" on {event.source}" if event.source else ""
+            log.info("%s %s%s (score %.3f, peak %.3f)", event.type, event.label, where, event.score,
+                     event.peak_score)
             for sink in self.sinks:
                 sink.on_event(event)
 
     def _shutdown(self) -> None:
-        if self.stage is not None:
-            self.stage.stop()
-            self.stage.join(1.0)
+        for run in self.sources:  # all asked first, so their threads wind down together
+            run.stop()
+        deadline = time.monotonic() + 1.0
+        for run in self.sources:
+            if run.stage is not None:
+                run.stage.join(max(0.05, deadline - time.monotonic()))
         self.windows.close()
         if self.worker is not None:
             self.worker.join(1.0)
@@ -288,13 +301,3 @@ class Monitor:
             except Exception:  # one sink failing to close must not keep the others from closing
                 log.exception("closing %s failed", type(sink).__name__)
 
-
-def _capture_counts(source: object) -> tuple[int, int]:
-    """(overruns, lost samples) a source reports: a live source sums them over every capture it reopened;
-    a file has none."""
-    return getattr(source, "overruns", 0), getattr(source, "lost_samples", 0)
-
-
-def _input_state(source: object) -> InputState | None:
-    """A live source's input state (a plain read of the snapshot it swaps whole); None for a file."""
-    return getattr(source, "input_state", None)

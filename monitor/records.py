@@ -32,6 +32,7 @@ class Window:
     mono_end: float
     dbfs: float
     valid: bool = True
+    source: str = ""  # the source's name; "" for the one unnamed source of a single-source config
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,7 @@ class ScoredWindow:
     scores: dict[str, float]
     skipped: str = ""
     inference_seconds: float = 0.0
+    source: str = ""  # as the window's
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +69,10 @@ class Event:
     window_end: float
     node: str
     extra: dict[str, Any] = field(default_factory=dict)
+    source: str = ""  # the source it was heard on; "" (and left out of the payload) for a single-source config
 
     def to_json_dict(self) -> dict[str, Any]:
-        """Payload fields, in a stable order."""
+        """Payload fields, in a stable order (``source`` after ``node``, only for a named source)."""
         out: dict[str, Any] = {
             "type": self.type,
             "label": self.label,
@@ -81,6 +84,8 @@ class Event:
             "window_end": round(self.window_end, 3),
             "node": self.node,
         }
+        if self.source:
+            out["source"] = self.source
         out.update(self.extra)
         return out
 
@@ -97,7 +102,11 @@ class InputState:
     error: str | None = None  # why it is down (the last failure while it stays down); None when up
     since: str = field(default_factory=utc_now_iso)  # UTC ISO 8601 time of the last up/down change
     version: int = 0
+    source: str = ""  # whose input: set by the main loop when it hands the state to the sinks
 
     def to_json_dict(self) -> dict[str, Any]:
-        """Payload fields: ``state``, ``error``, ``since``."""
-        return {"state": self.state, "error": self.error, "since": self.since}
+        """Payload fields: ``state``, ``error``, ``since`` (and ``source`` for a named source)."""
+        out: dict[str, Any] = {"state": self.state, "error": self.error, "since": self.since}
+        if self.source:
+            out["source"] = self.source
+        return out

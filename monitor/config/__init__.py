@@ -17,6 +17,7 @@ from monitor.config.schema import (
     LabelConfig,
     MetricsConfig,
     MqttConfig,
+    SourceConfig,
     host_name,
     slugify,
 )
@@ -24,6 +25,6 @@ from monitor.config.schema import (
 __all__ = [
     "DEFAULT_BACKGROUND", "DEFAULT_MODEL", "DEFAULT_PROMPT_TEMPLATE", "MODEL_SAMPLE_RATE", "AudioConfig",
     "ClipsConfig", "Config", "ConfigError", "DetectionConfig", "ExamplesConfig", "HomeAssistantConfig",
-    "InferenceConfig", "LabelConfig", "MetricsConfig", "MqttConfig", "format_validation_error", "host_name",
-    "load_config", "parse_config", "slugify",
+    "InferenceConfig", "LabelConfig", "MetricsConfig", "MqttConfig", "SourceConfig", "format_validation_error",
+    "host_name", "load_config", "parse_config", "slugify",
 ]

@@ -20,11 +20,12 @@ from monitor.config import files
 from monitor.config.base import Problem, Strict, checks_files, host_name, problems
 from monitor.config.examples import ExamplesConfig
 from monitor.config.integrations import ClipsConfig, HomeAssistantConfig, MetricsConfig, MqttConfig
+from monitor.config.sources import MAX_SOURCES, SourceConfig
 
 __all__ = [
     "DEFAULT_BACKGROUND", "DEFAULT_MODEL", "DEFAULT_PROMPT_TEMPLATE", "MODEL_SAMPLE_RATE", "AudioConfig",
     "ClipsConfig", "Config", "DetectionConfig", "ExamplesConfig", "HomeAssistantConfig", "InferenceConfig",
-    "LabelConfig", "MetricsConfig", "MqttConfig", "host_name", "prompt_template_problem", "slugify",
+    "LabelConfig", "MetricsConfig", "MqttConfig", "SourceConfig", "host_name", "prompt_template_problem", "slugify",
 ]
 
 DEFAULT_MODEL = "laion/clap-htsat-unfused"
@@ -157,6 +158,8 @@ class Config(Strict):
     prompt_template: str = DEFAULT_PROMPT_TEMPLATE
     """Template each prompt is formatted with; must contain ``{}``."""
     audio: AudioConfig = Field(default_factory=AudioConfig)
+    sources: Annotated[list[SourceConfig], Field(min_length=1, max_length=MAX_SOURCES)] | None = None
+    """Several inputs for one model (local devices, camera streams); null = the one input of ``audio.device``."""
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
     mqtt: MqttConfig | None = None
@@ -211,6 +214,41 @@ class Config(Strict):
             raise problems("background", found)
         return background
 
+    @field_validator("sources")
+    @classmethod
+    def _sources_consistent(cls, sources: list[SourceConfig] | None, info: ValidationInfo) -> list[SourceConfig] | None:
+        if sources is None:
+            return None
+        known: set[str] = set()
+        for lbl in info.data.get("labels") or []:  # declared first: here when valid
+            known |= {lbl.name.casefold(), lbl.slug}
+        found: list[Problem] = []
+        names: dict[str, str] = {}
+        for i, src in enumerate(sources):
+            if src.source_id in names:
+                other = names[src.source_id]
+                why = f"'{src.name}' is used twice" if other == src.name else \
+                    f"'{src.name}' and '{other}' have the same id '{src.source_id}'"
+                found.append(([i, "name"], why, src.name))
+            names.setdefault(src.source_id, src.name)
+            if known:
+                for j, key in enumerate(src.labels or []):
+                    if key.strip().casefold() not in known:
+                        found.append(([i, "labels", j], f"'{key}' is not one of the labels", key))
+                for key in src.thresholds:
+                    if key.strip().casefold() not in known:
+                        found.append(([i, "thresholds", key], f"'{key}' is not one of the labels", key))
+        if found:
+            raise problems("sources", found)
+        return sources
+
+    @model_validator(mode="after")
+    def _device_or_sources(self) -> Config:
+        if self.sources is not None and self.audio.device is not None:
+            raise problems("audio", [(["audio", "device"], "not used when sources are listed: give each source "
+                                      "its own device", self.audio.device)])
+        return self
+
     @field_validator("inference")
     @classmethod
     def _labels_within_max(cls, inference: InferenceConfig, info: ValidationInfo) -> InferenceConfig:
@@ -223,6 +261,16 @@ class Config(Strict):
     def node_name(self) -> str:
         """Name of this box in events and Home Assistant."""
         return self.node or host_name()
+
+    def source_configs(self) -> list[SourceConfig]:
+        """The sources of ``run``: ``sources``, else the one unnamed source of ``audio``."""
+        return list(self.sources) if self.sources is not None else [self.unnamed_source()]
+
+    def unnamed_source(self) -> SourceConfig:
+        """The one source of a single-source run (``audio.device``, or ``replay``'s file): name "", so its topics
+        have no source level, exactly as before sources existed."""
+        a = self.audio
+        return SourceConfig.model_construct(name="", device=a.device, samplerate=a.samplerate, channels=a.channels)
 
     def label_threshold(self, label: LabelConfig) -> float:
         """The threshold that applies to ``label``."""

@@ -47,7 +47,10 @@ class _LabelState:
 
 
 class Detector:
-    """Turns scored windows into start/end :class:`Event` objects. Owned by one thread."""
+    """Turns scored windows into start/end :class:`Event` objects. Owned by one thread.
+
+    One detector per source: its events carry ``source``, and its per-label state never mixes with another's.
+    """
 
     def __init__(
         self,
@@ -57,8 +60,10 @@ class Detector:
         end_after_seconds: float = 10.0,
         cooldown_seconds: float = 10.0,
         clock_to_iso: Callable[[], str] = utc_now_iso,
+        source: str = "",
     ) -> None:
         self.node = node
+        self.source = source
         self.min_hits = min_hits
         self.end_after = end_after_seconds
         self.cooldown = cooldown_seconds
@@ -157,4 +162,5 @@ class Detector:
             window_start=start,
             window_end=end,
             node=self.node,
+            source=self.source,
         )

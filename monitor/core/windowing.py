@@ -17,7 +17,6 @@ from typing import Protocol
 import numpy as np
 
 from monitor.config import MODEL_SAMPLE_RATE
-from monitor.core.queues import DropOldestQueue
 from monitor.core.sanitize import AudioGuard
 from monitor.records import Window
 
@@ -106,6 +105,19 @@ class AudioSource(Protocol):
         ...
 
 
+class WindowQueue(Protocol):
+    """Where a stage puts its windows: a :class:`~monitor.core.queues.DropOldestQueue`, or one source's
+    :class:`~monitor.core.queues.Producer` of the fair queue that several sources share."""
+
+    def put(self, item: Window, block: bool = False, timeout: float | None = None) -> bool:
+        """Queue a window (``block``: wait for room instead of dropping the oldest)."""
+        ...
+
+    def close(self) -> None:
+        """This stage puts no more."""
+        ...
+
+
 class WindowStage:
     """The windowing thread: reads a source, resamples, cuts windows, queues them for inference.
 
@@ -116,18 +128,23 @@ class WindowStage:
     audio (NaN, ±inf, far beyond full scale) never reach the resampler's state or the model; the windows that held
     them go out marked invalid (``Window.valid`` False) and are counted in ``windows_invalid``. A file shorter
     than one window (``live`` False) gives one short window at its end, scored as it is.
+
+    With several sources each has its own stage (thread ``windowing <name>``): a source that stalls, fails or
+    floods holds up only its own thread; its windows carry its ``name``.
     """
 
     def __init__(
         self,
         source: AudioSource,
-        windows: DropOldestQueue[Window],
+        windows: WindowQueue,
         window_seconds: float,
         hop_seconds: float,
         live: bool = True,
         taps: list[Callable[[int, np.ndarray], None]] | None = None,
+        name: str = "",
     ) -> None:
         self.source = source
+        self.name = name
         self.windows = windows
         self.window_seconds = window_seconds
         self.hop_seconds = hop_seconds
@@ -135,11 +152,15 @@ class WindowStage:
         self.taps = taps if taps is not None else []
         self.error: BaseException | None = None
         self.windows_invalid = 0  # windows holding invalid samples (not scored)
+        self.windows_cut = 0  # windows cut (scored, skipped or dropped later)
+        self.last_dbfs: float | None = None  # level of the latest window (read by the metrics thread)
         self.last_progress = time.monotonic()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="windowing", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"windowing {name}" if name else "windowing",
+                                        daemon=True)
         self._windower = Windower(window_seconds, hop_seconds)
-        self._guard = AudioGuard(source.rate, name=str(getattr(source, "path", "audio input")))
+        label = f"source {name}" if name else str(getattr(source, "path", "audio input"))
+        self._guard = AudioGuard(source.rate, name=label)
 
     def start(self) -> None:
         """Start the thread."""
@@ -149,6 +170,11 @@ class WindowStage:
         """Ask the thread to finish (it closes the window queue), waking a read blocked in the source."""
         self._stop.set()
         self.source.interrupt()
+
+    @property
+    def alive(self) -> bool:
+        """Whether the thread runs (False before start and once the source ended or failed)."""
+        return self._thread.is_alive()
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the thread; True if it finished."""
@@ -165,8 +191,11 @@ class WindowStage:
         t, end = start / rate, (start + len(samples)) / rate
         valid = self._guard.clean(start, start + len(samples))
         self.windows_invalid += not valid
+        self.windows_cut += 1
+        level = dbfs(samples)
+        self.last_dbfs = level
         return Window(index=index, start=t, end=end, samples=samples,
-                      mono_end=time.monotonic() if self.live else end, dbfs=dbfs(samples), valid=valid)
+                      mono_end=time.monotonic() if self.live else end, dbfs=level, valid=valid, source=self.name)
 
     def _emit(self, samples: np.ndarray) -> None:
         w = self._windower

@@ -1,7 +1,8 @@
 """The inference worker: one thread that owns the scorer and turns windows into scored windows.
 
 It takes windows from a bounded queue (which drops the oldest when the model falls behind, so
-latency stays bounded), applies the loudness gate, scores whatever is pending as one batch and hands
+latency stays bounded; with several sources the fair queue takes batches round-robin across them), applies each
+source's loudness gate and adaptive hop, scores whatever is pending, from every source, as one batch and hands
 :class:`ScoredWindow` records to the results queue. At the top of its loop it pulls the label registry:
 when the wanted labels changed, it syncs the scorer (text embeddings) and the adaptive hop's thresholds,
 then reports the version applied (:meth:`monitor.labels.LabelRegistry.settle`).
@@ -17,14 +18,14 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 import numpy as np
 
 from monitor.core.queues import Closed, DropOldestQueue
 from monitor.inference.adaptive import AdaptiveHop
-from monitor.labels import LabelPrompts, LabelRegistry
+from monitor.labels import LabelPrompts, LabelRegistry, LabelSet
 from monitor.records import ScoredWindow, Window
 
 log = logging.getLogger(__name__)
@@ -46,18 +47,36 @@ class Scorer(Protocol):
         ...
 
 
+class WindowBatches(Protocol):
+    """Where the worker takes its batches: a ``DropOldestQueue`` or the sources' ``FairQueue``."""
+
+    def get_batch(self, max_items: int, timeout: float | None = None) -> list[Window]:
+        """Up to ``max_items`` windows; raises ``Closed`` once closed and drained."""
+        ...
+
+
+ThresholdView = Callable[[str, LabelSet], Mapping[str, float]]
+"""(source, label set) → the thresholds that source's adaptive hop watches."""
+
+
 class InferenceWorker:
-    """Scores windows on its own thread until the input queue is closed and drained."""
+    """Scores windows on its own thread until the input queue is closed and drained.
+
+    ``min_dbfs`` and ``adaptive`` are one gate and one policy for every window, or a mapping source → its own
+    (a source not in the mapping has no gate / scores every window). Each source's adaptive hop follows that source's
+    thresholds (``thresholds``: by default the label set's).
+    """
 
     def __init__(
         self,
         scorer: Scorer,
         registry: LabelRegistry,
-        windows: DropOldestQueue[Window],
+        windows: WindowBatches,
         results: DropOldestQueue[ScoredWindow],
-        min_dbfs: float | None = None,
+        min_dbfs: float | Mapping[str, float | None] | None = None,
         max_batch: int = 4,
-        adaptive: AdaptiveHop | None = None,
+        adaptive: AdaptiveHop | Mapping[str, AdaptiveHop] | None = None,
+        thresholds: ThresholdView | None = None,
     ) -> None:
         self.scorer = scorer
         self.registry = registry
@@ -67,6 +86,7 @@ class InferenceWorker:
         self.min_dbfs = min_dbfs
         self.max_batch = max_batch
         self.adaptive = adaptive
+        self._thresholds: ThresholdView = thresholds or (lambda source, labels: labels.thresholds())
         self.scored = 0
         self.skipped = 0  # by the loudness gate
         self.idle_skipped = 0  # by the adaptive hop
@@ -103,8 +123,9 @@ class InferenceWorker:
             failed = self.scorer.sync_labels(wanted.scored())
         finally:
             self.busy_since = None
-        if self.adaptive is not None:
-            self.adaptive.set_thresholds(wanted.without(failed).thresholds())
+        kept = wanted.without(failed)
+        for source, hop in self._hops():
+            hop.set_thresholds(self._thresholds(source, kept))
         self._labels_version = wanted.version
         self.registry.settle(wanted, failed)
 
@@ -120,12 +141,31 @@ class InferenceWorker:
             if batch:
                 self._process(batch)
 
+    def _hops(self) -> list[tuple[str, AdaptiveHop]]:
+        if self.adaptive is None:
+            return []
+        if isinstance(self.adaptive, AdaptiveHop):
+            return [("", self.adaptive)]
+        return list(self.adaptive.items())
+
+    def _hop(self, source: str) -> AdaptiveHop | None:
+        if self.adaptive is None or isinstance(self.adaptive, AdaptiveHop):
+            return self.adaptive
+        return self.adaptive.get(source)
+
+    def _gate(self, source: str) -> float | None:
+        if self.min_dbfs is None or isinstance(self.min_dbfs, (int, float)):
+            return self.min_dbfs
+        return self.min_dbfs.get(source)
+
     def _skip_reason(self, window: Window) -> str:
         if not window.valid:
             return "invalid"
-        if self.min_dbfs is not None and window.dbfs < self.min_dbfs:
+        gate = self._gate(window.source)
+        if gate is not None and window.dbfs < gate:
             return "gate"
-        if self.adaptive is not None and not self.adaptive.should_score(window.index, window.dbfs):
+        hop = self._hop(window.source)
+        if hop is not None and not hop.should_score(window.index, window.dbfs):
             return "idle"
         return ""
 
@@ -140,15 +180,16 @@ class InferenceWorker:
                       "(%d failed inference call(s) so far)", len(windows), windows[0].start, self.errors)
 
     def _process(self, batch: Sequence[Window]) -> None:
-        reasons = {w.index: self._skip_reason(w) for w in batch}
-        todo = [w for w in batch if not reasons[w.index]]
+        # By position in the batch: window indexes count per source, so two sources' windows may share one.
+        reasons = [self._skip_reason(w) for w in batch]
+        todo = [i for i, reason in enumerate(reasons) if not reason]
         scores: dict[int, dict[str, float]] = {}
         elapsed = 0.0
         if todo:
             t0 = time.monotonic()
             self.busy_since = t0
             try:
-                matrix = self.scorer.score(np.stack([w.samples for w in todo]))
+                matrix = self.scorer.score(np.stack([batch[i].samples for i in todo]))
             except Exception:  # keep listening; the error is logged loudly
                 self.errors += 1
                 log.exception("inference failed on %d window(s); they are dropped", len(todo))
@@ -160,16 +201,16 @@ class InferenceWorker:
                 names = self.scorer.labels
                 finite = np.isfinite(matrix).all(axis=1)
                 if not finite.all():
-                    self._nonfinite([w for w, ok in zip(todo, finite, strict=True) if not ok])
-                for w, row, ok in zip(todo, matrix, finite, strict=True):
+                    self._nonfinite([batch[i] for i, ok in zip(todo, finite, strict=True) if not ok])
+                for i, row, ok in zip(todo, matrix, finite, strict=True):
                     if ok:
-                        scores[w.index] = {n: float(s) for n, s in zip(names, row, strict=True)}
-        for w in batch:
-            reason = reasons[w.index]
-            if not reason and w.index not in scores:
+                        scores[i] = {n: float(s) for n, s in zip(names, row, strict=True)}
+        for i, (w, reason) in enumerate(zip(batch, reasons, strict=True)):
+            if not reason and i not in scores:
                 continue  # failed inference: nothing to report
-            if self.adaptive is not None and reason not in ("idle", "invalid"):
-                self.adaptive.observe(scores.get(w.index), w.dbfs)
+            hop = self._hop(w.source)
+            if hop is not None and reason not in ("idle", "invalid"):
+                hop.observe(scores.get(i), w.dbfs)
             self.scored += not reason
             self.skipped += reason == "gate"
             self.idle_skipped += reason == "idle"
@@ -180,9 +221,10 @@ class InferenceWorker:
                     end=w.end,
                     mono_end=w.mono_end,
                     dbfs=w.dbfs,
-                    scores=scores.get(w.index, {}),
+                    scores=scores.get(i, {}),
                     skipped=reason,
                     inference_seconds=elapsed / max(1, len(todo)),
+                    source=w.source,
                 ),
                 block=True,
             )

@@ -1,7 +1,8 @@
-"""Home Assistant MQTT discovery: one device per node, a sound ``binary_sensor`` and an ``event`` per label,
-a ``sensor`` for the level, (listening to a microphone) a problem ``binary_sensor`` for the audio input, and (with
-clips and commands on) per label two teaching ``button``s that send ``add_negative`` / ``add_example`` for its
-latest event clip.
+"""Home Assistant MQTT discovery: one device per node (and one per named source, linked to it), a sound
+``binary_sensor`` and an ``event`` per label, a ``sensor`` for the level, (``run``) a sensor for each input, and
+(with clips and commands on) per label two teaching ``button``s that send ``add_negative`` / ``add_example`` for its
+latest event clip. Which entities, on which device, is :mod:`monitor.mqtt.haentities`; this module publishes,
+refreshes and sweeps them.
 
 Topics are ``<discovery_prefix>/<component>/<node_id>/<object_id>/config`` (retained). ``node_id`` is the
 node name's slug and ``object_id`` the label id, so ``unique_id``s stay the same across restarts. Discovery is
@@ -29,33 +30,29 @@ import logging
 import socket
 import threading
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from paho.mqtt.client import topic_matches_sub
 
 from monitor import __version__
-from monitor.config import Config
+from monitor.config import Config, SourceConfig
+from monitor.core.sourcerules import source_labels
 from monitor.labels import Label, LabelRegistry, LabelSet
+from monitor.mqtt.haentities import Configs, Entities
 from monitor.mqtt.publisher import MqttPublisher
 from monitor.mqtt.topics import Topics
 from monitor.records import Event
 
 log = logging.getLogger(__name__)
 
-LABEL_COMPONENTS = ("binary_sensor", "event")
-# Teaching buttons per label (with clips and commands on): the label's latest event clip becomes a negative / example.
-TEACH_BUTTONS = (("false_alarm", "false alarm", "add_negative", "mdi:thumb-down-outline"),
-                 ("that_was_right", "that was right", "add_example", "mdi:thumb-up-outline"))
-LEVEL_OBJECT_ID = "level"
-INPUT_OBJECT_ID = "audio-input"  # a "-" never appears in a label id, so no label's binary_sensor can take it
-
 
 class Discovery:
     """Publishes and withdraws the Home Assistant discovery configs of one node."""
 
     def __init__(self, cfg: Config, registry: LabelRegistry, publisher: MqttPublisher, topics: Topics,
-                 input_entity: bool = False) -> None:
+                 input_entity: bool = False, sources: Sequence[SourceConfig] | None = None) -> None:
         assert cfg.mqtt is not None
         self.cfg = cfg
         self.registry = registry
@@ -69,6 +66,9 @@ class Discovery:
         self._seen: set[str] = set()  # retained discovery topics of this node received since the last connect
         self._token = ""
         self._swept = threading.Event()
+        self.sources = list(sources) if sources is not None else cfg.source_configs()
+        self.entities = Entities(cfg, topics, self.sources, self.device(), self.publish_level, input_entity,
+                                 teach_buttons=self.teach_buttons)
 
     # --- payloads ----------------------------------------------------------------------------------
     def device(self) -> dict[str, Any]:
@@ -85,97 +85,25 @@ class Discovery:
             device["configuration_url"] = url
         return device
 
-    def _common(self) -> dict[str, Any]:
-        return {
-            "availability": [
-                {"topic": self.topics.availability, "payload_available": "online", "payload_not_available": "offline"}
-            ],
-            "device": self.device(),
-            "origin": {"name": "sound-monitor", "sw_version": __version__},
-            "qos": self.qos,
-        }
+    def label_configs(self, label: Label, source: SourceConfig | None = None) -> Configs:
+        """Discovery topic → payload for one label (on ``source``): a sound binary_sensor and an event entity."""
+        return self.entities.label_configs(label, source)
 
-    def label_configs(self, label: Label) -> dict[str, dict[str, Any]]:
-        """Discovery topic → payload for one label: a sound binary_sensor and an event entity."""
-        base = f"sound_monitor_{self.topics.node_id}_{label.label_id}"
-        return {
-            self.topics.discovery("binary_sensor", label.label_id): {
-                "name": label.name,
-                "unique_id": f"{base}_sound",
-                "device_class": "sound",
-                "state_topic": self.topics.state(label.label_id),
-                "payload_on": "ON",
-                "payload_off": "OFF",
-                **self._common(),
-            },
-            self.topics.discovery("event", label.label_id): {
-                "name": f"{label.name} event",
-                "unique_id": f"{base}_event",
-                "state_topic": self.topics.label_event(label.label_id),
-                "event_types": ["start", "end"],
-                **self._common(),
-            },
-            **(self.button_configs(label) if self.teach_buttons else {}),
-        }
+    def level_config(self) -> Configs:
+        """Discovery topic → payload of the unnamed source's level sensor (dBFS of each window)."""
+        return self.entities.level_config()
 
-    def button_configs(self, label: Label) -> dict[str, dict[str, Any]]:
+    def button_configs(self, label: Label) -> Configs:
         """The label's teaching buttons: each press sends a command that teaches its latest event clip."""
-        return {
-            self.topics.discovery("button", f"{label.label_id}_{key}"): {
-                "name": f"{label.name} {name}",
-                "unique_id": f"sound_monitor_{self.topics.node_id}_{label.label_id}_{key}",
-                "command_topic": self.topics.command,
-                "payload_press": json.dumps({"action": action, "label": label.label_id, "clip": "last"}),
-                "icon": icon,
-                **self._common(),
-            }
-            for key, name, action, icon in TEACH_BUTTONS
-        }
+        return self.entities.button_configs(label)
 
-    def level_config(self) -> dict[str, dict[str, Any]]:
-        """Discovery topic → payload of the level sensor (dBFS of each window)."""
-        return {
-            self.topics.discovery("sensor", LEVEL_OBJECT_ID): {
-                "name": "Level",
-                "unique_id": f"sound_monitor_{self.topics.node_id}_level",
-                "state_topic": self.topics.level,
-                "unit_of_measurement": "dBFS",
-                "state_class": "measurement",
-                "entity_category": "diagnostic",
-                "suggested_display_precision": 1,
-                "icon": "mdi:waveform",
-                **self._common(),
-            }
-        }
-
-    def input_config(self) -> dict[str, dict[str, Any]]:
+    def input_config(self) -> Configs:
         """Discovery topic → payload of the audio input's problem sensor (on while the microphone is gone)."""
-        return {
-            self.topics.discovery("binary_sensor", INPUT_OBJECT_ID): {
-                "name": "Audio input",
-                "unique_id": f"sound_monitor_{self.topics.node_id}_input",
-                "device_class": "problem",
-                "entity_category": "diagnostic",
-                "state_topic": self.topics.input,
-                "value_template": "{{ value_json.state }}",
-                "payload_on": "down",
-                "payload_off": "up",
-                "json_attributes_topic": self.topics.input,
-                **self._common(),
-            }
-        }
+        return self.entities.input_config()
 
-    def configs(self, labels: LabelSet | None = None) -> dict[str, dict[str, Any]]:
+    def configs(self, labels: LabelSet | None = None) -> Configs:
         """Every discovery config this node should have for ``labels`` (default: the applied set)."""
-        labels = labels if labels is not None else self.registry.applied()
-        out: dict[str, dict[str, Any]] = {}
-        for label in labels.labels:
-            out.update(self.label_configs(label))
-        if self.publish_level:
-            out.update(self.level_config())
-        if self.input_entity:
-            out.update(self.input_config())
-        return out
+        return self.entities.configs(labels if labels is not None else self.registry.applied())
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -201,22 +129,35 @@ class Discovery:
             self.publisher.publish(topic, payload, retain=True)
 
     def labels_changed(self, old: LabelSet, new: LabelSet) -> None:
-        """A label added at run time gets its entities; a removed one loses them (and its retained state)."""
-        before = {lbl.label_id for lbl in old.labels}
-        after = {lbl.label_id for lbl in new.labels}
-        for label in new.labels:
-            if label.label_id not in before:
-                for topic, payload in self.label_configs(label).items():
-                    self.publisher.publish(topic, payload, retain=True)
-        for label in old.labels:
-            if label.label_id not in after:
-                for topic in self.label_configs(label):
-                    self.publisher.publish(topic, b"", retain=True)
-                self.publisher.publish(self.topics.state(label.label_id), b"", retain=True)
+        """A label added at run time gets its entities (on each source that detects it, and its teaching buttons); a
+        removed one loses them (and its retained states)."""
+        for source in self.sources:
+            src = source if source.name else None
+            before = {lbl.label_id: lbl for lbl in source_labels(old, source)}
+            after = {lbl.label_id: lbl for lbl in source_labels(new, source)}
+            for label_id, label in after.items():
+                if label_id not in before:
+                    for topic, payload in self.label_configs(label, src).items():
+                        self.publisher.publish(topic, payload, retain=True)
+            for label_id, label in before.items():
+                if label_id not in after:
+                    for topic in self.label_configs(label, src):
+                        self.publisher.publish(topic, b"", retain=True)
+                    self.publisher.publish(self.topics.state(label_id, source.name), b"", retain=True)
+        if self.entities.named and self.entities.teach_buttons:  # on the node's device, once per label
+            old_ids, new_ids = {lbl.label_id for lbl in old.labels}, {lbl.label_id for lbl in new.labels}
+            for label in new.labels:
+                if label.label_id not in old_ids:
+                    for topic, payload in self.button_configs(label).items():
+                        self.publisher.publish(topic, payload, retain=True)
+            for label in old.labels:
+                if label.label_id not in new_ids:
+                    for topic in self.button_configs(label):
+                        self.publisher.publish(topic, b"", retain=True)
 
     def on_event(self, event: Event) -> None:
         """``{"event_type": "start"|"end", ...}`` on the label's event topic (for its event entity)."""
-        self.publisher.publish(self.topics.label_event(event.label_id),
+        self.publisher.publish(self.topics.label_event(event.label_id, event.source),
                                {"event_type": event.type, **event.to_json_dict()})
 
     def wait_swept(self, timeout: float) -> bool:
@@ -267,8 +208,8 @@ class Discovery:
             component, object_id = parts[-4], parts[-2]
             log.info("removing stale Home Assistant entity %s/%s", component, object_id)
             self.publisher.publish(topic, b"", retain=True)
-            if component in LABEL_COMPONENTS:
-                self.publisher.publish(self.topics.state(object_id), b"", retain=True)
+            for leftover in self.entities.leftovers(component, object_id):
+                self.publisher.publish(leftover, b"", retain=True)
 
 
 def model_name(model: str) -> str:

@@ -173,13 +173,13 @@ class MqttPublisher:
             self._cond.notify_all()
 
     def publish_event(self, event: Event) -> None:
-        """Event JSON on ``<prefix>/events`` and the label's retained ON/OFF state."""
-        self.publish(self.topics.events, event.to_json_dict())
-        self.set_state(event.label_id, event.type == "start")
+        """Event JSON on ``<prefix>[/<source>]/events`` and the label's retained ON/OFF state."""
+        self.publish(self.topics.events_of(event.source), event.to_json_dict())
+        self.set_state(event.label_id, event.type == "start", event.source)
 
-    def set_state(self, label_id: str, on: bool) -> None:
-        """Retained ``ON``/``OFF`` on ``<prefix>/<label_id>/state``."""
-        self.publish(self.topics.state(label_id), "ON" if on else "OFF", retain=True)
+    def set_state(self, label_id: str, on: bool, source: str = "") -> None:
+        """Retained ``ON``/``OFF`` on ``<prefix>[/<source>]/<label_id>/state``."""
+        self.publish(self.topics.state(label_id, source), "ON" if on else "OFF", retain=True)
 
     def pending(self) -> int:
         """Messages waiting in the outbox."""

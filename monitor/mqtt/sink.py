@@ -7,9 +7,11 @@ the config, the label registry and one publisher, and nothing here holds the pip
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from monitor.config import Config
+from monitor.config import Config, SourceConfig
+from monitor.core.sourcerules import source_labels
 from monitor.labels import LabelRegistry, LabelSet
 from monitor.mqtt.commands import CommandDispatcher
 from monitor.mqtt.homeassistant import Discovery
@@ -27,26 +29,36 @@ CONNECT_WAIT_SECONDS = 2.0  # at shutdown, how long a run that never connected w
 
 
 class MqttSink(Sink):
-    """Everything the monitor publishes and receives over MQTT."""
+    """Everything the monitor publishes and receives over MQTT.
+
+    Per source (``sources``; default: the config's): its labels' states, events, telemetry and input state under
+    ``<prefix>/<source>/``, and for a named source ``<prefix>/<source>/availability`` (``online`` while its audio
+    flows). The unnamed source of a single-source config publishes directly under ``<prefix>/`` as it always did.
+    """
 
     def __init__(self, cfg: Config, registry: LabelRegistry, publisher: MqttPublisher | None = None,
-                 input_entity: bool = False, text: TextEncoder | None = None) -> None:
+                 input_entity: bool = False, text: TextEncoder | None = None,
+                 sources: Sequence[SourceConfig] | None = None) -> None:
         assert cfg.mqtt is not None
         self.cfg = cfg
         self.registry = registry
+        self.sources = list(sources) if sources is not None else cfg.source_configs()
         self.topics = Topics.from_config(cfg)
         self.publisher = publisher or MqttPublisher(cfg.mqtt, self.topics)
         m = cfg.mqtt
         self.telemetry = Telemetry(m, self.publisher, self.topics) if m.publish_level or m.publish_scores else None
         self.commands = CommandDispatcher(cfg, registry, self.publisher, self.topics, text) if m.commands else None
-        self.discovery = (Discovery(cfg, registry, self.publisher, self.topics, input_entity=input_entity)
+        self.discovery = (Discovery(cfg, registry, self.publisher, self.topics, input_entity=input_entity,
+                                    sources=self.sources)
                           if cfg.home_assistant.discovery else None)
         self._labels = registry.applied()
-        self._input: InputState | None = None
-        self._input_lock = threading.Lock()  # the network thread republishes it: never an older one after a newer
-        # label_id → ON, as last published. The lock keeps a state change (main thread) and the republishing on
-        # connect (network thread) in one order in the outbox, so a reconnect never republishes a stale state.
-        self._states = {lbl.label_id: False for lbl in self._labels.labels}
+        self._inputs: dict[str, InputState] = {}  # source → its latest input state
+        self._input_lock = threading.Lock()  # the network thread republishes them: never an older one after a newer
+        # (source, label_id) → ON, as last published. The lock keeps a state change (main thread) and the
+        # republishing on connect (network thread) in one order in the outbox, so a reconnect never republishes a
+        # stale state.
+        self._states = {(src.name, lbl.label_id): False for src in self.sources
+                        for lbl in source_labels(self._labels, src)}
         self._states_lock = threading.Lock()
 
     def start(self) -> None:
@@ -56,7 +68,7 @@ class MqttSink(Sink):
         # and the input's state (the same).
         self.publisher.on_connect(self.publish_states)
         self.publisher.on_connect(self.publish_summary)
-        self.publisher.on_connect(self._republish_input)
+        self.publisher.on_connect(self._republish_inputs)
         if self.discovery is not None:
             self.discovery.start()
         if self.commands is not None:
@@ -66,8 +78,8 @@ class MqttSink(Sink):
     def publish_states(self) -> None:
         """Every label's current retained ``ON``/``OFF`` (network thread, on connect)."""
         with self._states_lock:
-            for label_id, on in self._states.items():
-                self.publisher.set_state(label_id, on)
+            for (source, label_id), on in self._states.items():
+                self.publisher.set_state(label_id, on, source)
 
     def publish_summary(self) -> None:
         """Retained ``<prefix>/config``: labels with thresholds, enabled and prompts; model; node; version."""
@@ -78,28 +90,37 @@ class MqttSink(Sink):
         old, self._labels = self._labels, labels
         if old.version == labels.version:
             return
-        known = {lbl.label_id for lbl in old.labels}
         with self._states_lock:
-            for label in labels.labels:
-                if label.label_id not in known:
-                    self._states[label.label_id] = False
-                    self.publisher.set_state(label.label_id, False)
-            for label_id in known - {lbl.label_id for lbl in labels.labels}:
-                self._states.pop(label_id, None)  # its retained state is cleared with its entities
+            for src in self.sources:
+                known = {lbl.label_id for lbl in source_labels(old, src)}
+                now = source_labels(labels, src)
+                for label in now:
+                    if label.label_id not in known:
+                        self._states[(src.name, label.label_id)] = False
+                        self.publisher.set_state(label.label_id, False, src.name)
+                for label_id in known - {lbl.label_id for lbl in now}:
+                    self._states.pop((src.name, label_id), None)  # its retained state is cleared with its entities
         if self.discovery is not None:
             self.discovery.labels_changed(old, labels)
         self.publish_summary()
 
     def on_input(self, state: InputState) -> None:
-        """The audio input went down or came back: retained JSON on ``<prefix>/input``."""
+        """A source's input went down or came back: retained JSON on ``<prefix>[/<source>]/input``, and for a
+        named source ``online``/``offline`` on ``<prefix>/<source>/availability``."""
         with self._input_lock:
-            self._input = state
-            self.publisher.publish(self.topics.input, state.to_json_dict(), retain=True)
+            self._inputs[state.source] = state
+            self._publish_input(state)
 
-    def _republish_input(self) -> None:
+    def _publish_input(self, state: InputState) -> None:
+        self.publisher.publish(self.topics.input_of(state.source), state.to_json_dict(), retain=True)
+        if state.source:
+            self.publisher.publish(self.topics.source_availability(state.source),
+                                   "online" if state.state == "up" else "offline", retain=True)
+
+    def _republish_inputs(self) -> None:
         with self._input_lock:
-            if self._input is not None:
-                self.publisher.publish(self.topics.input, self._input.to_json_dict(), retain=True)
+            for state in self._inputs.values():
+                self._publish_input(state)
 
     def on_window(self, window: ScoredWindow) -> None:
         """Level and scores telemetry."""
@@ -109,7 +130,7 @@ class MqttSink(Sink):
     def on_event(self, event: Event) -> None:
         """The event JSON, the label's state, and its Home Assistant event entity."""
         with self._states_lock:
-            self._states[event.label_id] = event.type == "start"
+            self._states[(event.source, event.label_id)] = event.type == "start"
             self.publisher.publish_event(event)
         if self.commands is not None:
             self.commands.teacher.note_event(event)  # "clip": "last" of add_example / add_negative
@@ -122,4 +143,8 @@ class MqttSink(Sink):
             self.commands.stop()
         if self.discovery is not None and self.publisher.wait_connected(CONNECT_WAIT_SECONDS):
             self.discovery.wait_swept(CONNECT_WAIT_SECONDS)
+        with self._input_lock:  # the node's `offline` (its Last Will too) covers them; a source's own topic says so
+            for source in self._inputs:
+                if source:
+                    self.publisher.publish(self.topics.source_availability(source), "offline", retain=True)
         self.publisher.stop(timeout=2.0)

@@ -5,6 +5,7 @@ The level is thinned: published when it moved ``mqtt.level_deadband_db`` from th
 most once per ``mqtt.level_interval_seconds``. A sensor that changes every second fills Home Assistant's
 recorder with ~86,000 rows a day; a dashboard needs the moves, not the jitter. The interval runs on the
 stream clock (the windows' times), so a replay thins the same way as live audio, however fast it runs.
+Each source is thinned on its own and published under its own topics (``<prefix>/<source>/level``).
 """
 
 from __future__ import annotations
@@ -26,21 +27,21 @@ class Telemetry:
         self.level_interval = cfg.level_interval_seconds
         self.publish_scores = cfg.publish_scores
         self.top_n = cfg.scores_top_n
-        self._last_level: tuple[float, float] | None = None  # (stream time, dBFS) of the last level published
+        self._last_level: dict[str, tuple[float, float]] = {}  # source → (stream time, dBFS) of its last level sent
 
     def on_window(self, sw: ScoredWindow) -> None:
         """Publish this window's level and scores."""
         # Live readings are worthless late: never let them queue (and push events out of) the outbox while the
         # broker is away. QoS 0, not retained.
         if not self.publisher.connected:
-            self._last_level = None  # the first window after a reconnect is sent whatever its level
+            self._last_level.clear()  # the first window after a reconnect is sent whatever its level
             return
         if self.publish_level and self._level_due(sw):
-            self._last_level = (sw.end, sw.dbfs)
-            self.publisher.publish(self.topics.level, f"{sw.dbfs:.1f}", qos=0)
+            self._last_level[sw.source] = (sw.end, sw.dbfs)
+            self.publisher.publish(self.topics.level_of(sw.source), f"{sw.dbfs:.1f}", qos=0)
         if self.publish_scores and sw.scores:
             top = sorted(sw.scores.items(), key=lambda kv: kv[1], reverse=True)[: self.top_n]
-            self.publisher.publish(self.topics.scores, {
+            self.publisher.publish(self.topics.scores_of(sw.source), {
                 "window_start": round(sw.start, 3),
                 "window_end": round(sw.end, 3),
                 "level_dbfs": round(sw.dbfs, 2),
@@ -49,9 +50,10 @@ class Telemetry:
 
     def _level_due(self, sw: ScoredWindow) -> bool:
         """Whether this window's level is worth sending: the interval has passed and it moved past the deadband."""
-        if self._last_level is None:
+        last = self._last_level.get(sw.source)
+        if last is None:
             return True
-        since, level = self._last_level
+        since, level = last
         elapsed = sw.end - since
         if elapsed < 0:  # a new stream clock (the source restarted): start over
             return True

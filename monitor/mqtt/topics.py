@@ -1,4 +1,10 @@
-"""Every MQTT topic the monitor uses, spelled in one place and built from the config."""
+"""Every MQTT topic the monitor uses, spelled in one place and built from the config.
+
+A source's own topics sit under ``<prefix>/<source>/`` (``<prefix>/<source>/events``,
+``<prefix>/<source>/<label_id>/state``, ...); the unnamed source of a single-source config (name "") has them
+directly under ``<prefix>/``, exactly as before sources existed. The node's own topics (availability, config,
+commands) stay under ``<prefix>/`` either way.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +28,10 @@ class Topics:
         return cls(cfg.mqtt.resolved_prefix(), cfg.home_assistant.discovery_prefix, slugify(cfg.node_name()))
 
     # --- the monitor's own -------------------------------------------------------------------------
+    def base(self, source: str = "") -> str:
+        """Where a source's topics sit: ``<prefix>/<source>``, or ``<prefix>`` for the unnamed source."""
+        return f"{self.prefix}/{source}" if source else self.prefix
+
     @property
     def availability(self) -> str:
         """``online``/``offline``, retained; ``offline`` is also the Last Will."""
@@ -29,8 +39,16 @@ class Topics:
 
     @property
     def events(self) -> str:
-        """One JSON message per event start or end."""
-        return f"{self.prefix}/events"
+        """One JSON message per event start or end (the unnamed source's; see :meth:`events_of`)."""
+        return self.events_of("")
+
+    def events_of(self, source: str) -> str:
+        """A source's events: ``<prefix>/<source>/events``."""
+        return f"{self.base(source)}/events"
+
+    def source_availability(self, source: str) -> str:
+        """A named source's retained ``online`` (audio flowing) / ``offline``: ``<prefix>/<source>/availability``."""
+        return f"{self.base(source)}/availability"
 
     @property
     def config(self) -> str:
@@ -49,31 +67,43 @@ class Topics:
 
     @property
     def level(self) -> str:
-        """Each window's level in dBFS."""
-        return f"{self.prefix}/level"
+        """Each window's level in dBFS (the unnamed source's)."""
+        return self.level_of("")
+
+    def level_of(self, source: str) -> str:
+        """A source's level: ``<prefix>/<source>/level``."""
+        return f"{self.base(source)}/level"
 
     @property
     def scores(self) -> str:
-        """Each window's top scores (JSON)."""
-        return f"{self.prefix}/scores"
+        """Each window's top scores (JSON; the unnamed source's)."""
+        return self.scores_of("")
+
+    def scores_of(self, source: str) -> str:
+        """A source's top scores: ``<prefix>/<source>/scores``."""
+        return f"{self.base(source)}/scores"
 
     @property
     def input(self) -> str:
         """The audio input's retained state: JSON ``{"state": "up"|"down", "error": ..., "since": ...}``."""
-        return f"{self.prefix}/input"
+        return self.input_of("")
+
+    def input_of(self, source: str) -> str:
+        """A source's retained input state: ``<prefix>/<source>/input``."""
+        return f"{self.base(source)}/input"
 
     @property
     def discovery_sync(self) -> str:
         """A private topic for the round trip that tells when the broker's retained configs have all arrived."""
         return f"{self.prefix}/_discovery_sync"
 
-    def state(self, label_id: str) -> str:
-        """A label's retained ``ON``/``OFF``."""
-        return f"{self.prefix}/{label_id}/state"
+    def state(self, label_id: str, source: str = "") -> str:
+        """A label's retained ``ON``/``OFF`` (on a source: ``<prefix>/<source>/<label_id>/state``)."""
+        return f"{self.base(source)}/{label_id}/state"
 
-    def label_event(self, label_id: str) -> str:
-        """``{"event_type": ...}`` for a label's Home Assistant event entity."""
-        return f"{self.prefix}/{label_id}/event"
+    def label_event(self, label_id: str, source: str = "") -> str:
+        """``{"event_type": ...}`` for a label's Home Assistant event entity (per source like :meth:`state`)."""
+        return f"{self.base(source)}/{label_id}/event"
 
     # --- Home Assistant ----------------------------------------------------------------------------
     @property

@@ -4,7 +4,8 @@ Every method is called on the main thread (the pipeline's), in order: ``start`` 
 before audio flows; ``on_labels`` with the label set the scorer applied (at start and after each change);
 ``on_window`` for every scored or skipped window; ``on_event`` for every event (after the explicit steps
 that annotate it, e.g. the clip name); ``on_input`` with a live input's state (``up`` at start, then every
-change: the microphone gone, back); ``stop`` once the stages have finished.
+change: the microphone gone, back), once per source (``state.source``); ``stop`` once the stages have finished.
+Windows and events name their source too (``source``: "" for the one source of a config without ``sources``).
 """
 
 from __future__ import annotations

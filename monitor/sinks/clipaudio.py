@@ -57,6 +57,7 @@ class Clip:
     end: int
     next: int  # the next sample the clip still needs
     parts: list[np.ndarray] = field(default_factory=list)
+    source: str = ""  # whose audio (each source has its own stream clock and ring)
 
     def take(self, first: int, samples: np.ndarray) -> None:
         if first > self.next:  # a gap in the stream: skip it rather than wait forever

@@ -1,10 +1,11 @@
 """Event clips: the audio around each event start, written as FLAC or WAV to a size-bounded folder.
 
 An audio tap (windowing thread) keeps the last seconds of the resampled 48 kHz stream in a preallocated
-ring. On an event start (main thread) a clip is opened covering ``[window_start - pre_roll, window_end +
-post_roll]`` on the stream clock: the event's first window, with pre-roll before it and post-roll after the
-window that started the event. What the ring already holds is copied at once; the tap appends the rest as it
-arrives, so no audio is missed however far the model lags. A finished clip goes through a bounded queue to a
+ring, one per source (each has its own stream clock; :meth:`ClipRecorder.tap`). On an event start (main thread)
+a clip of the event's source is opened covering ``[window_start - pre_roll, window_end + post_roll]`` on its
+clock: the event's first window, with pre-roll before it and post-roll after the window that started the event.
+What the ring already holds is copied at once; the tap appends the rest as it arrives, so no audio is missed
+however far the model lags. A finished clip goes through a bounded queue to a
 writer thread, which encodes it (soundfile, in memory), writes it to a hidden ``.part`` file, syncs it and renames
 it into place (readers never see half a file), then deletes the oldest files until the folder is under
 ``clips.max_total_mb``. Audio never leaves the device.
@@ -24,6 +25,7 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -37,7 +39,7 @@ from monitor.sinks.clipaudio import AudioRing, Clip
 
 log = logging.getLogger(__name__)
 
-MAX_OPEN_CLIPS = 4  # clips collecting audio at once (each holds its audio in memory until written)
+MAX_OPEN_CLIPS = 4  # clips of one source collecting audio at once (each holds its audio in memory until written)
 WRITE_QUEUE = 8  # finished clips waiting for the writer thread
 LAG_MARGIN_SECONDS = 30.0  # how far detection may trail the windowing thread and still get full pre-roll
 CLIP_SUFFIXES = (".flac", ".wav")
@@ -62,18 +64,16 @@ class ClipRecorder(Sink):
         a, d = cfg.audio, cfg.detection
         # Back from the newest sample: pre-roll + the event's windows (min_hits of them) + detection lag.
         span = c.pre_roll_seconds + a.window_seconds + (d.min_hits - 1) * a.hop_seconds + LAG_MARGIN_SECONDS
-        self._ring = AudioRing(int(span * self.rate))
+        self._ring_samples = int(span * self.rate)
+        self._rings: dict[str, AudioRing] = {}  # source → its ring; made by tap() before the run starts
         self._lock = threading.Lock()
         self._open: list[Clip] = []
         self._writes: queue.Queue[Clip | None] = queue.Queue(WRITE_QUEUE)
         self._thread = threading.Thread(target=self._write_loop, name="clips", daemon=True)
-        self.written = 0
-        """Clips written (a counter: a list of them would grow for as long as the service runs)."""
+        self.written = 0  # clips written (a counter: a list of them would grow for as long as the service runs)
         self._last_mtime_ns = 0
-        self.failed = 0
-        """Clips not written: write errors, and clips dropped because the writer was behind (a counter)."""
-        self.enabled = True
-        """False once the folder proved unwritable at start: no clip is recorded or named for the rest of the run."""
+        self.failed = 0  # clips not written: write errors, and clips dropped because the writer was behind
+        self.enabled = True  # False once the folder proved unwritable at start: no clip for the rest of the run
         self._naming = True  # False while the last write failed: events then carry no clip name
         self._causes_logged: set[str] = set()  # write-error causes already logged since the last success
 
@@ -108,17 +108,35 @@ class ClipRecorder(Sink):
         """Write the clips still recording (end of file, shutdown), then stop the writer."""
         self.close()
 
-    # --- windowing thread ----------------------------------------------------------------------------
+    def tap(self, source: str = "") -> Callable[[int, np.ndarray], None]:
+        """The audio tap of ``source`` (its windowing thread calls it with every resampled block); its ring is
+        allocated now (main thread, while wiring), so the taps never allocate."""
+        ring = self._ring(source)
+        return lambda first, samples: self._on_audio(source, ring, first, samples)
+
+    def _ring(self, source: str) -> AudioRing:
+        with self._lock:
+            ring = self._rings.get(source)
+            if ring is None:
+                ring = self._rings[source] = AudioRing(self._ring_samples)
+            return ring
+
+    # --- windowing thread(s) ------------------------------------------------------------------------
     def on_audio(self, first: int, samples: np.ndarray) -> None:
-        """Audio tap: keep the ring, feed open clips, hand finished ones to the writer."""
+        """Audio tap of the unnamed source (a single-source run)."""
+        self._on_audio("", self._ring(""), first, samples)
+
+    def _on_audio(self, source: str, ring: AudioRing, first: int, samples: np.ndarray) -> None:
+        """Keep ``source``'s ring, feed its open clips, hand finished ones to the writer."""
         if not self.enabled:
             return
         finished: list[Clip] = []
         with self._lock:
-            self._ring.write(first, samples)
+            ring.write(first, samples)
             if self._open:
                 for clip in self._open:
-                    clip.take(first, samples)
+                    if clip.source == source:
+                        clip.take(first, samples)
                 finished = [c for c in self._open if c.done]
                 self._open = [c for c in self._open if not c.done]
         for clip in finished:
@@ -133,16 +151,19 @@ class ClipRecorder(Sink):
         start = max(0, round((event.window_start - self.pre_roll) * self.rate))
         end = round((event.window_end + self.post_roll) * self.rate)
         with self._lock:
+            ring = self._rings.get(event.source)
+            if ring is None:  # no tap for this source: nothing to record
+                return event
             name = self._file_name(event)
-            if len(self._open) >= MAX_OPEN_CLIPS:
+            if sum(c.source == event.source for c in self._open) >= MAX_OPEN_CLIPS:
                 log.warning("clips: %d clips already recording; no clip for this %s event", MAX_OPEN_CLIPS,
                             event.label)
                 return event
-            if self._ring.start > start:
+            if ring.start > start:
                 log.warning("clips: detection lagged; %s pre-roll cut by %.1f s", name,
-                            (self._ring.start - start) / self.rate)
-            clip = Clip(name, start, end, next=max(start, self._ring.start))
-            clip.take(clip.next, self._ring.read(clip.next, end))
+                            (ring.start - start) / self.rate)
+            clip = Clip(name, start, end, next=max(start, ring.start), source=event.source)
+            clip.take(clip.next, ring.read(clip.next, end))
             if not clip.done:
                 self._open.append(clip)
         if clip.done:
@@ -155,7 +176,7 @@ class ClipRecorder(Sink):
         # Called with the lock held (reads _open).
         # 2026-11-25T12:00:05.123Z → 2026-11-25T12-00-05.123Z (no colons: the folder may be shared over SMB)
         stamp = event.timestamp.replace(":", "-")
-        base = f"{stamp}_{event.label_id}"
+        base = f"{stamp}_{event.source}_{event.label_id}" if event.source else f"{stamp}_{event.label_id}"
         name = f"{base}.{self.format}"
         n = 1
         while (self.folder / name).exists() or any(c.name == name for c in self._open):

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+DEFAULT_SOURCE = "default"  # the `source` label of the unnamed source of a single-source config
 INFERENCE_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0)
 
 
@@ -72,6 +73,7 @@ class _MonitorCollector(Collector):
             yield counter("clips_written", "Event clips written.", o.clips.written)
             yield counter("clips_failed", "Event clips not written (write errors, writer behind).", o.clips.failed)
         yield gauge("healthy", "1 while capture and inference both make progress.", 1.0 if o.health()[0] else 0.0)
+        yield from _source_series(st)
         last = o.last_window
         if last is not None:
             yield gauge("level_dbfs", "RMS level of the latest window (dBFS).", last.dbfs)
@@ -89,6 +91,30 @@ class _MonitorCollector(Collector):
         info = GaugeMetricFamily("sound_monitor_info", "Version, model and node.", labels=["version", "model", "node"])
         info.add_metric([__version__, o.model, o.node], 1.0)
         yield info
+
+
+def _source_series(st: PipelineStats) -> Iterator[Metric]:
+    """One series per source (label ``source``): up, reconnects, windows, drops, queue depth, level."""
+    up = GaugeMetricFamily("sound_monitor_source_up", "1 while the source delivers audio.", labels=["source"])
+    reconnects = CounterMetricFamily("sound_monitor_source_reconnects", "Times the source came back after a failure.",
+                                     labels=["source"])
+    windows = CounterMetricFamily("sound_monitor_source_windows", "Windows cut from the source.", labels=["source"])
+    dropped = CounterMetricFamily("sound_monitor_source_windows_dropped",
+                                  "Windows of the source dropped because inference fell behind.", labels=["source"])
+    depth = GaugeMetricFamily("sound_monitor_source_queue_depth", "Windows of the source waiting for inference.",
+                              labels=["source"])
+    level = GaugeMetricFamily("sound_monitor_source_level_dbfs", "RMS level of the source's latest window (dBFS).",
+                              labels=["source"])
+    for src in st.sources:
+        name = [src.name or DEFAULT_SOURCE]
+        up.add_metric(name, 1.0 if src.state == "up" else 0.0)
+        reconnects.add_metric(name, src.reconnects)
+        windows.add_metric(name, src.windows)
+        dropped.add_metric(name, src.dropped)
+        depth.add_metric(name, src.queue_depth)
+        if src.level_dbfs is not None:
+            level.add_metric(name, src.level_dbfs)
+    yield from (up, reconnects, windows, dropped, depth, level)
 
 
 class Metrics(Sink):
@@ -125,6 +151,8 @@ class Metrics(Sink):
             buckets=INFERENCE_BUCKETS, registry=self.prom,
         )
         self.events = Counter("sound_monitor_events", "Detection events.", ["label", "type"], registry=self.prom)
+        self.source_events = Counter("sound_monitor_source_events", "Detection events per source.",
+                                     ["source", "label", "type"], registry=self.prom)
         self.last_window: ScoredWindow | None = None
         self.last_scores: dict[str, float] = {}  # replaced whole (never mutated), so the HTTP thread reads it safely
         self.prom.register(_MonitorCollector(self))
@@ -162,6 +190,7 @@ class Metrics(Sink):
     def on_event(self, event: Event) -> None:
         """Count one event (main thread)."""
         self.events.labels(label=event.label, type=event.type).inc()
+        self.source_events.labels(source=event.source or DEFAULT_SOURCE, label=event.label, type=event.type).inc()
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

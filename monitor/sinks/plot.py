@@ -2,18 +2,23 @@
 
 The recorder listens on the main thread while the replay runs (so a threshold changed at run time shows as a
 step in its line); the figure is drawn with matplotlib's Agg canvas once the run is over (no display needed,
-no pyplot global state).
+no pyplot global state). With several sources (``run --plot``) each source gets a figure of its own,
+``<stem>-<source><suffix>`` beside ``path``, with its own thresholds; the recorder keeps the latest
+:data:`MAX_POINTS` windows, so a long run's memory stays bounded.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from monitor.config import SourceConfig
+from monitor.core.sourcerules import source_thresholds
 from monitor.labels import LabelSet
 from monitor.records import Event, ScoredWindow
 from monitor.sinks import Sink
@@ -22,6 +27,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
+
+MAX_POINTS = 200_000  # windows kept for the plot (about 55 h of one source at a 1 s hop)
 
 
 class PlotUnavailable(RuntimeError):
@@ -45,43 +52,61 @@ class WindowPoint:
     dbfs: float
     scores: dict[str, float]
     thresholds: dict[str, float]
+    source: str = ""
 
 
 class TimelineRecorder(Sink):
-    """Collects windows, events and thresholds of a run and draws the timeline to ``path`` when it stops."""
+    """Collects windows, events and thresholds of a run and draws the timeline to ``path`` when it stops (one file
+    per named source)."""
 
-    def __init__(self, path: str | Path | None = None, min_dbfs: float | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, min_dbfs: float | None = None,
+                 sources: Sequence[SourceConfig] = ()) -> None:
         self.path = Path(path) if path is not None else None
         self.min_dbfs = min_dbfs
-        self.points: list[WindowPoint] = []
-        self.events: list[Event] = []
-        self._thresholds: dict[str, float] = {}
+        self.sources = {src.name: src for src in sources}
+        self.points: deque[WindowPoint] = deque(maxlen=MAX_POINTS)
+        self.events: deque[Event] = deque(maxlen=MAX_POINTS)
+        self._thresholds: dict[str, dict[str, float]] = {}  # named source → label → threshold in force
+        self._all: dict[str, float] = {}  # every label's own threshold (the unnamed source's)
 
     def on_labels(self, labels: LabelSet) -> None:
-        """Thresholds in force from now on (a runtime change shows as a step in its line)."""
-        self._thresholds = {lbl.name: lbl.threshold for lbl in labels.labels}
+        """Thresholds in force from now on, per source (a runtime change shows as a step in its line)."""
+        self._all = {lbl.name: lbl.threshold for lbl in labels.labels}
+        self._thresholds = {name: source_thresholds(labels, src) for name, src in self.sources.items() if name}
 
     def on_window(self, window: ScoredWindow) -> None:
-        """Record one window with the current thresholds (main thread)."""
-        self.points.append(WindowPoint(window.start, window.end, window.dbfs, dict(window.scores), self._thresholds))
+        """Record one window with its source's current thresholds (main thread)."""
+        thresholds = self._thresholds.get(window.source, self._all)
+        self.points.append(WindowPoint(window.start, window.end, window.dbfs, dict(window.scores), thresholds,
+                                       window.source))
 
     def on_event(self, event: Event) -> None:
         """Record one event."""
         self.events.append(event)
 
     def stop(self) -> None:
-        """Draw the plot (errors are logged: the run's results are already out)."""
+        """Draw the plot(s) (errors are logged: the run's results are already out)."""
         if self.path is None:
             return
-        try:
-            self.render(self.path, min_dbfs=self.min_dbfs)
-            log.info("plot written to %s", self.path)
-        except Exception:
-            log.exception("cannot draw the plot %s", self.path)
+        for source, path in self.paths().items():
+            try:
+                self.render(path, min_dbfs=self.min_dbfs, source=source)
+                log.info("plot written to %s", path)
+            except Exception:
+                log.exception("cannot draw the plot %s", path)
 
-    def render(self, path: str | Path, min_dbfs: float | None = None) -> Path:
-        """Draw the timeline to ``path`` (PNG, or any format matplotlib infers from the suffix)."""
-        return render_timeline(self.points, self.events, path, min_dbfs=min_dbfs)
+    def paths(self) -> dict[str, Path]:
+        """Source → the file its plot goes to: ``path`` for the unnamed source, ``<stem>-<source><suffix>`` else."""
+        assert self.path is not None
+        names = list(dict.fromkeys([*self.sources, *(p.source for p in self.points)])) or [""]
+        return {name: self.path if not name else self.path.with_name(f"{self.path.stem}-{name}{self.path.suffix}")
+                for name in names}
+
+    def render(self, path: str | Path, min_dbfs: float | None = None, source: str = "") -> Path:
+        """Draw ``source``'s timeline to ``path`` (PNG, or any format matplotlib infers from the suffix)."""
+        points = [p for p in self.points if p.source == source]
+        events = [e for e in self.events if e.source == source]
+        return render_timeline(points, events, path, min_dbfs=min_dbfs)
 
 
 def _spans(events: Sequence[Event], end_of_data: float) -> dict[str, list[tuple[float, float]]]:

@@ -24,14 +24,17 @@ class StdoutSink(Sink):
     def on_window(self, window: ScoredWindow) -> None:
         """One line of scores per window (``--scores``)."""
         if self.scores:
-            self._print({
+            line = {
                 "kind": "scores",
                 "window_start": round(window.start, 3),
                 "window_end": round(window.end, 3),
                 "level_dbfs": round(window.dbfs, 2),
                 "skipped": window.skipped or False,
                 "scores": window.scores,
-            })
+            }
+            if window.source:  # a named source's (the one source of a single-source run has no name)
+                line["source"] = window.source
+            self._print(line)
 
     def on_event(self, event: Event) -> None:
         """One line per event."""

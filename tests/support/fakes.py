@@ -53,13 +53,13 @@ class MemoryPublisher:
             self._cond.notify_all()
 
     def publish_event(self, event: Event) -> None:
-        """As the real publisher: the event JSON and the label's state."""
-        self.publish(self.topics.events, event.to_json_dict())
-        self.set_state(event.label_id, event.type == "start")
+        """As the real publisher: the event JSON and the label's state (under the event's source)."""
+        self.publish(self.topics.events_of(event.source), event.to_json_dict())
+        self.set_state(event.label_id, event.type == "start", event.source)
 
-    def set_state(self, label_id: str, on: bool) -> None:
+    def set_state(self, label_id: str, on: bool, source: str = "") -> None:
         """Retained ON/OFF."""
-        self.publish(self.topics.state(label_id), "ON" if on else "OFF", retain=True)
+        self.publish(self.topics.state(label_id, source), "ON" if on else "OFF", retain=True)
 
     def subscribe(self, topic: str) -> None:
         """Record a subscription."""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from support.wait import wait_for
 
-__all__ = ["PulseAudio", "reinitialize_portaudio"]
+__all__ = ["ExtraMicrophone", "PulseAudio", "reinitialize_portaudio"]
 
 
 def _run(args: Sequence[str], timeout: float = 10.0) -> subprocess.CompletedProcess[str]:
@@ -142,14 +142,32 @@ class PulseAudio:
             self.loaded_module = module
         self._make_default(timeout)
 
-    def play(self, wav_path: str | Path) -> subprocess.Popen[bytes]:
-        """Start playing ``wav_path`` into the ``virt`` sink (``paplay -d virt``), in real time, and return the player.
+    def add_microphone(self, name: str, config_home: Path) -> ExtraMicrophone:
+        """Another virtual microphone: a null sink ``name`` and an ALSA device ``name`` that records from its monitor.
+
+        PortAudio lists ALSA devices from the ALSA configuration, so the device is defined in
+        ``config_home/alsa/asoundrc``, which ALSA reads for a process whose ``XDG_CONFIG_HOME`` is ``config_home``
+        (:attr:`ExtraMicrophone.env`): nothing outside the test's folder changes. ``remove()`` unloads the sink.
+        """
+        loaded = _run(["pactl", "load-module", "module-null-sink", f"sink_name={name}"])
+        if loaded.returncode != 0:
+            raise AssertionError(f"could not load the null sink {name}: {loaded.stderr}")
+        wait_for(lambda: name in self._sinks(), message=f"sink {name} did not appear")
+        rc = config_home / "alsa" / "asoundrc"
+        rc.parent.mkdir(parents=True, exist_ok=True)
+        with open(rc, "a") as f:
+            f.write(f'pcm.{name} {{\n type pulse\n device "{name}.monitor"\n'
+                    f' hint {{ show on\n description "test microphone {name}" }}\n}}\n')
+        return ExtraMicrophone(self, name, loaded.stdout.strip(), config_home)
+
+    def play(self, wav_path: str | Path, sink: str | None = None) -> subprocess.Popen[bytes]:
+        """Start playing ``wav_path`` into the ``virt`` sink (or ``sink``), in real time, and return the player.
 
         The player runs in the background; wait on it or terminate it. Players still running at
         :meth:`stop_players` / :meth:`stop` are terminated.
         """
         player = subprocess.Popen(
-            ["paplay", "-d", self.sink, str(wav_path)],
+            ["paplay", "-d", sink or self.sink, str(wav_path)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -189,6 +207,25 @@ class PulseAudio:
         if self.runtime_dir is not None:
             shutil.rmtree(self.runtime_dir, ignore_errors=True)
             self.runtime_dir = None
+
+
+class ExtraMicrophone:
+    """A second virtual microphone made by :meth:`PulseAudio.add_microphone`."""
+
+    def __init__(self, pulse: PulseAudio, name: str, module: str, config_home: Path) -> None:
+        self.pulse = pulse
+        self.device_name = self.sink = name
+        self.module = module
+        self.env = {"XDG_CONFIG_HOME": str(config_home)}
+        """Environment of a process that should see the device (PortAudio lists it from ALSA's configuration)."""
+
+    def play(self, wav_path: str | Path) -> subprocess.Popen[bytes]:
+        """Play ``wav_path`` into this microphone, in real time."""
+        return self.pulse.play(wav_path, sink=self.sink)
+
+    def remove(self) -> None:
+        """Unload its null sink."""
+        _run(["pactl", "unload-module", self.module])
 
 
 def reinitialize_portaudio() -> None:

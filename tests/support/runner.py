@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from monitor.config import Config
+from monitor.pipeline import SourcePlan
 from monitor.records import Event, ScoredWindow
 from monitor.sinks import Sink
 from monitor.sources.audiofile import FileSource
@@ -33,16 +34,17 @@ class _Recorder(Sink):
 
 class RunningMonitor:
     """A monitor built as the CLI builds it (``build_monitor``: every sink the config asks for), run on a
-    background thread over a file (paced in real time or not).
+    background thread over a file (paced in real time or not), or over several sources (``plans``: a live run).
 
     ``windows`` and ``events`` collect what the sinks saw, in order (events with their clip names).
     """
 
-    def __init__(self, cfg: Config, wav: Path, realtime: bool = True, scorer: Any = None,
-                 on_event: Callable[[Event], None] | None = None) -> None:
+    def __init__(self, cfg: Config, wav: Path | None = None, realtime: bool = True, scorer: Any = None,
+                 on_event: Callable[[Event], None] | None = None, plans: Sequence[SourcePlan] | None = None) -> None:
         self.windows: list[ScoredWindow] = []
         self.events: list[Event] = []
-        self.monitor = build_monitor(cfg, lambda: FileSource(wav, realtime=realtime), live=False, scorer=scorer,
+        source: Any = plans if plans is not None else (lambda: FileSource(wav, realtime=realtime))
+        self.monitor = build_monitor(cfg, source, live=plans is not None, scorer=scorer,
                                      extra_sinks=[_Recorder(self, on_event)], stdout=False)
         self.stop = threading.Event()
         self.rc: int | None = None
