@@ -151,7 +151,8 @@ def test_replay_nan_block_cli_strict_json_and_resampler_not_poisoned(
             assert g["skipped"] == "invalid" and g["scores"] == {}
         else:
             assert g["skipped"] is False
-            assert g["scores"] == pytest.approx(w["scores"], abs=1e-6), g["window_start"]
+            # 1e-5, the project parity bound: batches form differently run to run (float summation order)
+            assert g["scores"] == pytest.approx(w["scores"], abs=1e-5), g["window_start"]
 
 
 def test_beyond_full_scale_is_clipped_counted_and_scored_as_clipped(
