@@ -65,7 +65,7 @@ def test_replay_matches_pipeline_without_torch_and_restarts_from_the_cache(
     assert "from the embedding cache; no text model run" in again.stderr and "encoded" not in again.stderr
     # the same scores (within float rounding: replay batches whatever windows are pending, which varies by run)
     for a, b in zip(json_lines(again.stdout), json_lines(proc.stdout), strict=True):
-        assert a.keys() == b.keys() and all(abs(a["scores"][k] - b["scores"][k]) < 1e-6 for k in a.get("scores", {}))
+        assert a.keys() == b.keys() and all(abs(a["scores"][k] - b["scores"][k]) < 1e-5 for k in a.get("scores", {}))
 
 
 def test_classify_matches_pipeline_without_torch(tiny_onnx: Path, audio: tuple[Path, np.ndarray], pipe,
