@@ -21,6 +21,7 @@ Only stdlib imports here: this module is imported before anything heavy.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import signal
@@ -112,6 +113,12 @@ def finish(code: int) -> int:
     left = [t.name for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive()]
     if left:
         log.debug("exiting without waiting for thread(s): %s", ", ".join(left))
+        # What was registered to run at exit still runs (the interpreter's finalization, which could abort
+        # under a thread inside native code, does not); a handler that hangs is cut short by the stop timer.
+        try:
+            atexit._run_exitfuncs()
+        except Exception:
+            log.debug("an exit handler failed", exc_info=True)
         hard_exit(code)
     return code
 

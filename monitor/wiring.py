@@ -38,13 +38,17 @@ def build_monitor(
     """
     registry = LabelRegistry.from_config(cfg)
     sources = [cfg.unnamed_source()] if callable(source_factory) else [plan.config for plan in source_factory]
-    # One text encoder (and embedding cache) shared by the scorer and the command dispatcher, which encodes
-    # labels added at run time off the inference thread (a scorer given without one encodes its own labels).
+    # One text encoder (and embedding cache) shared by the torch scorer and the command dispatcher, which encodes
+    # labels added at run time off the inference thread (a scorer given without one, and the onnx backend, whose
+    # text model is small and whose embeddings are cached on disk, encode their own labels).
     text = getattr(scorer, "text", None)
-    if scorer is None:
-        from monitor.inference.text import TextEncoder
-
-        text = TextEncoder(cfg.model)
+    if scorer is None and cfg.inference.backend == "torch":
+        try:
+            from monitor.inference.text import TextEncoder
+        except ImportError:  # a lean install: load_scorer says in one line what the torch backend needs
+            TextEncoder = None  # type: ignore[assignment,misc]
+        if TextEncoder is not None:
+            text = TextEncoder(cfg.model)
     sinks: list[Sink] = [StdoutSink(scores)] if stdout else []
     taps: dict[str, list[AudioTap]] = {}  # source name → its audio taps (each source's audio stays its own)
     annotators: list[Annotator] = []

@@ -225,8 +225,12 @@ class OnnxScorer:
 
     def score(self, windows: np.ndarray) -> np.ndarray:
         """Softmax scores ``(batch, n_labels)`` over the current labels."""
+        return self.score_embeddings(self.audio_embeddings(windows))
+
+    def score_embeddings(self, audio: np.ndarray) -> np.ndarray:
+        """:meth:`score` from unit audio embeddings ``(batch, dim)`` (``evaluate`` keeps the embeddings)."""
         if self._text is None:
             raise RuntimeError("set_labels() first")
-        logits = (self.audio_embeddings(windows) @ self._text.T) * self.logit_scale
+        logits = (audio @ self._text.T) * self.logit_scale
         e = np.exp(logits - logits.max(axis=-1, keepdims=True))
         return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from itertools import islice
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -40,7 +40,7 @@ def score_batches(scorer: ClapScorer, arrays: Iterable[np.ndarray], batch_size: 
     return np.concatenate(rows)
 
 
-def score_and_embed(scorer: ClapScorer, arrays: Sequence[np.ndarray], batch_size: int = BATCH_SIZE,
+def score_and_embed(scorer: Any, arrays: Sequence[np.ndarray], batch_size: int = BATCH_SIZE,
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Scores ``(arrays, labels)`` and unit audio embeddings ``(arrays, dim)`` of equal-length 48 kHz arrays.
 
@@ -53,7 +53,9 @@ def score_and_embed(scorer: ClapScorer, arrays: Sequence[np.ndarray], batch_size
     for i in range(0, len(arrays), batch_size):
         audio = scorer.audio_embeddings(np.stack(arrays[i : i + batch_size]))
         scores.append(scorer.score_embeddings(audio))
-        embeddings.append(audio.float().numpy())
+        # torch tensors (torch backend) or numpy arrays (onnx backend)
+        embeddings.append(np.asarray(audio, dtype=np.float32) if isinstance(audio, np.ndarray) else
+                          audio.float().numpy())
     if not scores:
         return np.zeros((0, len(scorer.labels)), np.float32), np.zeros((0, 0), np.float32)
     return np.concatenate(scores), np.concatenate(embeddings)

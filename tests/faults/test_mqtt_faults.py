@@ -100,7 +100,7 @@ def test_states_come_back_before_online_after_a_broker_restart(tiny_model: Path,
             states = retained(view, f"{PREFIX}/+/state")
         assert states == {f"{PREFIX}/{slugify(n)}/state": b"OFF" for n in REPLAY_LABELS}
         mon.proc.terminate()
-        assert mon.wait(timeout=30) == 0, mon.stderr()[-2000:]
+        assert mon.wait(timeout=60) == 0, mon.stderr()[-2000:]
 
 
 # --- connection errors -----------------------------------------------------------------------------------------
