@@ -7,8 +7,6 @@ scorer and what gets detected afterwards.
 
 from __future__ import annotations
 
-import json
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -16,39 +14,13 @@ import numpy as np
 import pytest
 from support.audio import audio_file
 from support.broker import Broker
+from support.commands import Commander
 from support.config import NODE_ID, PREFIX, make_config
 from support.mqtt import MqttCollector, retained, sync
 from support.runner import RunningMonitor
 from support.wait import wait_for
 
 from monitor.inference.scorer import ClapScorer, LabelPrompts
-
-COMMAND = f"{PREFIX}/command"
-RESPONSE = f"{PREFIX}/command/response"
-
-
-class Commander:
-    """Sends commands and waits for the answer that echoes their id."""
-
-    def __init__(self, collector: MqttCollector) -> None:
-        self.mq = collector
-
-    def send(self, command: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
-        cid = uuid.uuid4().hex[:8]
-        self.mq.client.publish(COMMAND, json.dumps({**command, "id": cid}), qos=1)
-        msg = self.mq.wait_for(RESPONSE, lambda m: m.json().get("id") == cid, timeout=timeout)
-        return msg.json()
-
-    def send_raw(self, payload: bytes, timeout: float = 30.0) -> dict[str, Any]:
-        since = len(self.mq.messages())
-        self.mq.client.publish(COMMAND, payload, qos=1)
-        return self.mq.wait_for(RESPONSE, since=since, timeout=timeout).json()
-
-    def summary(self) -> dict[str, Any]:
-        """The latest retained-or-live ``<prefix>/config`` summary."""
-        last = self.mq.last(f"{PREFIX}/config")
-        assert last is not None
-        return last.json()
 
 
 @pytest.fixture
@@ -162,9 +134,9 @@ def test_invalid_commands_change_nothing_and_say_why(tiny_model: Path, broker: B
         rules_before = run.monitor.detector.rules
         scorer_before = list(run.monitor.scorer.labels)
 
-        bad_json = cmd.send_raw(b"{not json")
+        bad_json = cmd.press(b"{not json")
         assert bad_json["ok"] is False and "JSON" in bad_json["error"]
-        not_object = cmd.send_raw(b"[1, 2]")
+        not_object = cmd.press(b"[1, 2]")
         assert not_object["ok"] is False and "object" in not_object["error"]
         cases: list[tuple[dict[str, Any], str]] = [
             ({"action": "explode"}, "unknown action"),

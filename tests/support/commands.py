@@ -27,7 +27,7 @@ class Commander:
         self.mq.client.publish(COMMAND, json.dumps({**command, "id": cid}), qos=1)
         return self.mq.wait_for(RESPONSE, lambda m: m.json().get("id") == cid, timeout=timeout).json()
 
-    def press(self, payload: str, timeout: float = 60.0) -> dict[str, Any]:
+    def press(self, payload: str | bytes, timeout: float = 60.0) -> dict[str, Any]:
         """Publish a raw payload (a Home Assistant button's ``payload_press``, which has no id); the next answer."""
         since = len(self.mq.messages())
         self.mq.client.publish(COMMAND, payload, qos=1)
