@@ -8,10 +8,21 @@ from __future__ import annotations
 
 import queue
 import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-__all__ = ["RATE", "FailingSource", "FeedSource", "StallingSource", "loud", "quiet"]
+from monitor.config import Config
+from monitor.pipeline import SourcePlan
+from support.config import make_config
+
+if TYPE_CHECKING:
+    from support.broker import Broker
+    from support.runner import RunningMonitor
+
+__all__ = ["RATE", "FailingSource", "FeedSource", "StallingSource", "feeds_for", "loud", "quiet", "sources_config",
+           "windows_of"]
 
 RATE = 48_000
 
@@ -100,3 +111,22 @@ class FailingSource(FeedSource):
         if self._blocks.empty():
             raise RuntimeError("scripted source failure")
         return super().read(timeout)
+
+
+def sources_config(model: Path, sources: list[dict[str, Any]], broker: Broker | None = None,
+                   **sections: Any) -> Config:
+    """Labels beep and buzz (background silence), for ``TwoLabelScorer``, over ``sources``."""
+    return make_config(model, broker, labels=["beep", "buzz"], background=["silence"], sources=sources, **sections)
+
+
+def feeds_for(cfg: Config, **special: FeedSource) -> tuple[dict[str, FeedSource], list[SourcePlan]]:
+    """A fed source per configured source (``special`` ones by name, ``-`` written ``_``), and the plans that open
+    them."""
+    assert cfg.sources is not None
+    feeds = {s.name: special.get(s.name.replace("-", "_")) or FeedSource() for s in cfg.sources}
+    return feeds, [SourcePlan(s, lambda f=feeds[s.name]: f) for s in cfg.sources]
+
+
+def windows_of(run: RunningMonitor, source: str) -> list[int]:
+    """Indexes of ``source``'s windows the sinks saw, in order."""
+    return [w.index for w in list(run.windows) if w.source == source]
