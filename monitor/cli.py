@@ -1,4 +1,4 @@
-"""Command line: parses arguments, loads the config and wires the stages together. No logic of its own."""
+"""Command line: parses arguments, loads the config and hands it to the command. No logic of its own."""
 
 from __future__ import annotations
 
@@ -41,82 +41,19 @@ def load(args: argparse.Namespace) -> Config:
     return load_config(args.config, check_files=True, overrides=overrides)
 
 
-def _run_monitor(cfg: Config, source_factory: Callable[[], Any] | Sequence[Any], live: bool, scores: bool,
-                 plot: str | None = None) -> int:
-    from monitor.inference.errors import ModelLoadError  # torch-free: torch loads on the loader thread
-    from monitor.sources.build import SourceError
-    from monitor.wiring import build_monitor
-
-    monitor = build_monitor(cfg, source_factory, live=live, scores=scores, plot=plot)
-    # From here a signal asks the run to stop (it publishes offline) instead of exiting at once.
-    stop = lifecycle.running()
-    try:
-        code = monitor.run(stop)
-    except (ModelLoadError, SourceError) as exc:
-        log.error("%s", exc)
-        code = 1
-    # A model load or label encoding abandoned at a signal is still inside torch: exit without it.
-    return lifecycle.finish(code)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     """Listen to the microphone (or every configured source) until SIGTERM/SIGINT."""
-    from monitor.sources.build import SourceError, check_url_reader, open_capture, source_plans
-    from monitor.sources.capture import CaptureError
-    from monitor.sources.reopening import ReopeningSource
+    from monitor import launch
 
-    cfg = load(args)
-    if args.plot:
-        from monitor.sinks.plot import PlotUnavailable, require_matplotlib
-
-        try:
-            require_matplotlib()
-        except PlotUnavailable as exc:
-            log.error("%s", exc)
-            return 1
-    if cfg.sources is not None:
-        # Several sources: none is opened before the model loads; a device or stream that is not there is reported
-        # down and retried while the others listen (one source never keeps the rest from running).
-        try:
-            check_url_reader(cfg.sources)  # in one line now, not after the model load
-        except SourceError as exc:
-            log.error("%s", exc)
-            return 1
-        return _run_monitor(cfg, source_plans(cfg), live=True, scores=args.scores, plot=args.plot)
-    src = cfg.unnamed_source()
-
-    def open_default() -> ReopeningSource:
-        return ReopeningSource(lambda: open_capture(src, cfg.audio))
-
-    try:
-        open_capture(src, cfg.audio).stop()  # fail fast, before loading the model, on a missing device
-    except CaptureError as exc:
-        log.error("%s", exc)
-        return 1
-    return _run_monitor(cfg, open_default, live=True, scores=args.scores, plot=args.plot)
+    return launch.live(load(args), scores=args.scores, plot=args.plot)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Run the same pipeline over an audio file; print events (and scores) as JSON lines."""
-    from monitor.sources.audiofile import AudioFileError, FileSource
+    from monitor import launch
 
-    cfg = load(args)
-    try:
-        FileSource(args.file).stop()
-        if args.plot:
-            from monitor.sinks.plot import require_matplotlib
-
-            require_matplotlib()
-    except (AudioFileError, RuntimeError) as exc:  # RuntimeError: PlotUnavailable
-        log.error("%s", exc)
-        return 1
-    return _run_monitor(
-        cfg,
-        lambda: FileSource(args.file, realtime=args.realtime, blocksize=args.block_size),
-        live=False,
-        scores=args.scores,
-        plot=args.plot,
-    )
+    return launch.replay(load(args), args.file, realtime=args.realtime, block_size=args.block_size,
+                         scores=args.scores, plot=args.plot)
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
