@@ -6,12 +6,13 @@ a token of a bucket (:data:`COMMAND_BURST` at once, :data:`COMMAND_RATE` per sec
 again at every start), and a full queue answers "busy". Those refusals are answered at once, themselves bounded
 by a second bucket; past it a refused command is only counted and logged, so a flood cannot flood the answers.
 
-The dispatcher thread, the one owner of commands, takes every queued command as one burst: it parses and
-validates each against a :class:`~monitor.labels.LabelDraft`, encodes the burst's new prompts itself (the text
-tower loaded once for the burst, never on the inference thread, which keeps scoring), commits the draft (one
-label version), waits once for the inference thread to apply it and answers every command, so an ``ok`` means
-the next window is scored with the change. Every command is answered on ``<prefix>/command/response``; a command
-that fails changes nothing. Runtime changes live in memory only: they are not written back to config.yaml.
+The dispatcher thread, the one owner of commands, takes every queued command as one burst: it parses each and
+applies it to a :class:`~monitor.labels.LabelDraft` (what each action does: :mod:`monitor.mqtt.actions`), encodes
+the burst's new prompts itself (the text tower loaded once for the burst, never on the inference thread, which
+keeps scoring), commits the draft (one label version), waits once for the inference thread to apply it and answers
+every command, so an ``ok`` means the next window is scored with the change. Every command is answered on
+``<prefix>/command/response``; a command that fails changes nothing. Runtime changes live in memory only: they are
+not written back to config.yaml.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from monitor.config import Config
 from monitor.labels import LabelDraft, LabelError, LabelRegistry, clip
+from monitor.mqtt.actions import Answer, CommandActions
 from monitor.mqtt.publisher import MqttPublisher
 from monitor.mqtt.summary import config_summary
 from monitor.mqtt.teach import Teacher
@@ -37,13 +38,9 @@ from monitor.mqtt.validation import (
     MAX_PAYLOAD,
     CommandError,
     TokenBucket,
-    check_keys,
     echo,
-    label_key,
-    new_label,
     parse_command,
     reply_fields,
-    threshold,
 )
 
 if TYPE_CHECKING:
@@ -63,19 +60,6 @@ ANSWER_RATE = 10.0  # ... and per second after that; past this a refused command
 REFUSAL_LOG_SECONDS = 60.0  # network-thread refusals are logged once, then summed up at most this often
 
 
-@dataclass
-class _Answer:
-    """One command's outcome within a burst, answered once the burst is applied."""
-
-    cmd: dict[str, Any]
-    ok: bool
-    error: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    label: str | None = None  # the label the change touches (it fails with that label's encoding)
-    change: bool = False  # changes labels: waits for the burst to be applied
-    note: str = ""  # logged once applied
-
-
 class CommandDispatcher:
     """Owns runtime commands: one thread validates, applies (through the registry) and answers them, a burst
     at a time; the network thread only bounds and queues them."""
@@ -88,6 +72,7 @@ class CommandDispatcher:
         self.topics = topics
         self.text = text  # encodes new labels' prompts here; None: the inference thread does it
         self.teacher = Teacher(cfg)  # add_example, add_negative (monitor/mqtt/teach.py)
+        self.actions = CommandActions(cfg, self.teacher)  # what each command does to the burst's draft
         self.received = 0  # messages on the command topic (network thread)
         self.unanswered = 0  # refused without an answer (past the answer bucket)
         self._commands = TokenBucket(COMMAND_BURST, COMMAND_RATE, clock)
@@ -203,7 +188,7 @@ class CommandDispatcher:
                 self._commit(draft, answers)
         except Exception as exc:  # a bug must not kill the dispatcher or leave commands unanswered
             log.exception("runtime commands: a burst of %d failed", len(payloads))
-            answers = [_Answer(echo(p), False, f"internal error: {exc}") for p in payloads]
+            answers = [Answer(echo(p), False, f"internal error: {exc}") for p in payloads]
         with self._hand_lock:
             if self._abandoned:  # the shutdown answered this burst already
                 return
@@ -215,17 +200,17 @@ class CommandDispatcher:
             log.warning("runtime commands: %d of %d refused (first: %s: %s)", len(refused), len(answers),
                         reply_fields(first.cmd)["action"], clip(first.error or "", 160))
 
-    def _apply(self, payload: bytes, draft: LabelDraft) -> _Answer:
+    def _apply(self, payload: bytes, draft: LabelDraft) -> Answer:
         try:
             cmd = parse_command(payload)
         except CommandError as exc:
-            return _Answer(echo(payload), False, str(exc))
+            return Answer(echo(payload), False, str(exc))
         try:
-            return getattr(self, f"_cmd_{cmd['action']}")(cmd, draft)
+            return self.actions.apply(cmd, draft)
         except (CommandError, LabelError) as exc:
-            return _Answer(cmd, False, str(exc))
+            return Answer(cmd, False, str(exc))
 
-    def _commit(self, draft: LabelDraft, answers: list[_Answer]) -> None:
+    def _commit(self, draft: LabelDraft, answers: list[Answer]) -> None:
         """Encode the draft's new prompts (here, not on the inference thread), commit it, wait once."""
         missing = self.text.cache.missing(draft.snapshot().scored()) if self.text is not None else []
         pinned = self.text.cache.pinned(m.prompts for m in missing) if self.text else contextlib.nullcontext()
@@ -244,7 +229,7 @@ class CommandDispatcher:
             if a.ok and a.change:
                 a.ok, a.error = False, f"accepted but {why}"
 
-    def _finish(self, answer: _Answer) -> None:
+    def _finish(self, answer: Answer) -> None:
         """Answer one command of an applied burst."""
         if answer.ok and answer.cmd.get("action") == "add_label" and answer.label is not None:
             error = self.registry.error(answer.label)  # the inference thread could not encode it
@@ -257,57 +242,6 @@ class CommandDispatcher:
         if answer.ok and answer.note:
             log.info("runtime: %s", answer.note)
         self._respond(answer.cmd, answer.ok, answer.error, **answer.extra)
-
-    # --- the commands (each validated against the draft; raises CommandError or LabelError) ----------
-    def _cmd_set_threshold(self, cmd: dict[str, Any], draft: LabelDraft) -> _Answer:
-        check_keys(cmd, {"label", "threshold"})
-        key = label_key(cmd)
-        if "threshold" not in cmd:
-            raise CommandError("'threshold' is required")
-        label = draft.update(key, threshold=threshold(cmd["threshold"]))
-        return _Answer(cmd, True, extra={"label": label.name, "threshold": label.threshold}, label=label.name,
-                       change=True, note=f"threshold of {label.name} set to {label.threshold:g}")
-
-    def _set_enabled(self, cmd: dict[str, Any], draft: LabelDraft, enabled: bool) -> _Answer:
-        check_keys(cmd, {"label"})
-        label = draft.update(label_key(cmd), enabled=enabled)
-        return _Answer(cmd, True, extra={"label": label.name, "enabled": enabled}, label=label.name, change=True,
-                       note=f"{'enabled' if enabled else 'disabled'} {label.name}")
-
-    def _cmd_enable(self, cmd: dict[str, Any], draft: LabelDraft) -> _Answer:
-        return self._set_enabled(cmd, draft, True)
-
-    def _cmd_disable(self, cmd: dict[str, Any], draft: LabelDraft) -> _Answer:
-        return self._set_enabled(cmd, draft, False)
-
-    def _cmd_get_config(self, cmd: dict[str, Any], draft: LabelDraft) -> _Answer:
-        check_keys(cmd, set())
-        return _Answer(cmd, True)  # the summary is read once the burst is applied
-
-    def _cmd_add_label(self, cmd: dict[str, Any], draft: LabelDraft) -> _Answer:
-        label = new_label(cmd, self.cfg.detection.threshold)
-        draft.add(label)
-        return _Answer(cmd, True, extra={"label": label.name, "label_id": label.label_id,
-                                         "threshold": label.threshold},
-                       label=label.name, change=True, note=f"added label {label.name} (threshold {label.threshold:g})")
-
-    def _cmd_remove_label(self, cmd: dict[str, Any], draft: LabelDraft) -> _Answer:
-        check_keys(cmd, {"label"})
-        label = draft.remove(label_key(cmd))
-        return _Answer(cmd, True, extra={"label": label.name}, change=True, note=f"removed label {label.name}")
-
-    def _cmd_add_example(self, cmd: dict[str, Any], draft: LabelDraft) -> _Answer:
-        # The clip is checked and copied here; the inference thread embeds it once the burst is committed.
-        check_keys(cmd, {"label", "clip"})
-        changed, extra = self.teacher.add_example(cmd, draft)
-        return _Answer(cmd, True, extra=extra, label=extra["label"], change=changed,
-                       note=f"{extra['clip']} is now an example of {extra['label']}")
-
-    def _cmd_add_negative(self, cmd: dict[str, Any], draft: LabelDraft) -> _Answer:
-        check_keys(cmd, {"label", "clip"})
-        changed, extra = self.teacher.add_negative(cmd, draft)
-        return _Answer(cmd, True, extra=extra, label=extra["label"], change=changed,
-                       note=f"{extra['clip']} is now a negative of {extra['label'] or 'every label'}")
 
     # --- answers -----------------------------------------------------------------------------------
     def _respond(self, cmd: dict[str, Any], ok: bool, error: str | None = None, **extra: Any) -> None:
