@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from monitor.sources.capture import RingBuffer
+from monitor.sources.ring import RingBuffer
 from monitor.systemd import notify, setup_logging, watchdog_interval
 
 ROOT = Path(__file__).resolve().parents[1]
