@@ -23,7 +23,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from monitor.config import Config
@@ -36,8 +35,9 @@ from monitor.inference.worker import InferenceWorker, Scorer
 from monitor.labels import LabelRegistry
 from monitor.lifecycle import call_unless_stopped
 from monitor.records import Event, ScoredWindow, Window
+from monitor.runstats import PipelineStats, total_stats
 from monitor.sinks import Sink
-from monitor.sourcerun import STALL_SECONDS, AudioTap, SourcePlan, SourceRun, SourceStats, run_health
+from monitor.sourcerun import STALL_SECONDS, AudioTap, SourcePlan, SourceRun, run_health
 from monitor.systemd import notify, watchdog_interval
 
 if TYPE_CHECKING:
@@ -45,31 +45,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["STALL_SECONDS", "Annotator", "AudioTap", "Monitor", "PipelineStats", "SourcePlan", "detection_rules"]
+__all__ = ["STALL_SECONDS", "Annotator", "AudioTap", "Monitor", "SourcePlan", "detection_rules"]
 
 SHUTDOWN_SECONDS = 4.0  # SIGTERM to exit stays under systemd's and the issue's 5 s
 DROP_LOG_SECONDS = 10.0  # at most one "inference is behind" line per source this often
 
 Annotator = Callable[[Event], Event]
 Taps = Sequence[AudioTap] | Callable[[str], Sequence[AudioTap]]
-
-
-@dataclass(frozen=True)
-class PipelineStats:
-    """Counters of one run, read at any time from any thread (each a plain read of its owner's counter); the
-    totals are over every source, ``sources`` has each one's."""
-
-    windows_scored: int = 0
-    windows_skipped: int = 0
-    windows_idle_skipped: int = 0
-    windows_dropped: int = 0
-    inference_errors: int = 0
-    queue_depth: int = 0
-    capture_overruns: int = 0
-    capture_lost_samples: int = 0
-    windows_invalid: int = 0  # windows holding NaN/inf/absurd samples, not scored
-    samples_clipped: int = 0  # samples beyond full scale clipped to ±1
-    sources: tuple[SourceStats, ...] = ()
 
 
 class Monitor:
@@ -147,23 +129,7 @@ class Monitor:
 
     def stats(self) -> PipelineStats:
         """The run's counters now."""
-        worker = self.worker
-        per = tuple(run.stats(self.windows) for run in self.sources)
-        if worker is None:
-            return PipelineStats(windows_dropped=self.windows.dropped, queue_depth=len(self.windows), sources=per)
-        return PipelineStats(
-            windows_scored=worker.scored,
-            windows_skipped=worker.skipped,
-            windows_idle_skipped=worker.idle_skipped,
-            windows_dropped=self.windows.dropped,
-            inference_errors=worker.errors,
-            queue_depth=len(self.windows),
-            capture_overruns=sum(s.overruns for s in per),
-            capture_lost_samples=sum(s.lost_samples for s in per),
-            windows_invalid=sum(s.windows_invalid for s in per),
-            samples_clipped=sum(s.samples_clipped for s in per),
-            sources=per,
-        )
+        return total_stats([run.stats(self.windows) for run in self.sources], self.windows, self.worker)
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def _window_dropped(self, source: str, window: Window) -> None:

@@ -26,6 +26,7 @@ from monitor.core.sourcerules import detection_rules
 from monitor.core.windowing import AudioSource, WindowStage
 from monitor.labels import LabelSet
 from monitor.records import InputState, Window, utc_now_iso
+from monitor.runstats import SourceStats
 
 STALL_SECONDS = 15.0  # no progress for this long = the source is stalled (and, alone, the run unhealthy)
 
@@ -39,23 +40,6 @@ class SourcePlan:
 
     config: SourceConfig
     open: Callable[[], AudioSource]
-
-
-@dataclass(frozen=True)
-class SourceStats:
-    """One source's counters now (for ``/metrics``), read from any thread."""
-
-    name: str
-    state: Literal["up", "down", "starting"]
-    reconnects: int = 0
-    windows: int = 0
-    dropped: int = 0
-    queue_depth: int = 0
-    level_dbfs: float | None = None
-    overruns: int = 0
-    lost_samples: int = 0
-    windows_invalid: int = 0
-    samples_clipped: int = 0
 
 
 class SourceRun:

@@ -25,7 +25,7 @@ from monitor.sinks.http import TEXT, HttpServer
 
 if TYPE_CHECKING:
     from monitor.mqtt.publisher import MqttPublisher
-    from monitor.pipeline import PipelineStats
+    from monitor.runstats import PipelineStats
     from monitor.sinks.clips import ClipRecorder
 
 log = logging.getLogger(__name__)

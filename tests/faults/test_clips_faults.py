@@ -24,8 +24,8 @@ from support.wait import wait_for
 
 from monitor.config import Config
 from monitor.labels import LabelRegistry
-from monitor.pipeline import PipelineStats
 from monitor.records import Event
+from monitor.runstats import PipelineStats
 from monitor.sinks.clips import ClipRecorder
 
 RATE = 48000

@@ -26,8 +26,8 @@ from support.wait import wait_for
 
 from monitor.labels import LabelRegistry
 from monitor.mqtt.sink import MqttSink
-from monitor.pipeline import PipelineStats
 from monitor.records import InputState
+from monitor.runstats import PipelineStats
 from monitor.sinks.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
