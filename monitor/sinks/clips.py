@@ -5,9 +5,9 @@ ring, one per source (each has its own stream clock; :meth:`ClipRecorder.tap`). 
 a clip of the event's source is opened covering ``[window_start - pre_roll, window_end + post_roll]`` on its
 clock: the event's first window, with pre-roll before it and post-roll after the window that started the event.
 What the ring already holds is copied at once; the tap appends the rest as it arrives, so no audio is missed
-however far the model lags. A finished clip goes through a bounded queue to a
-writer thread, which encodes it (soundfile, in memory), writes it to a hidden ``.part`` file, syncs it and renames
-it into place (readers never see half a file), then deletes the oldest files until the folder is under
+however far the model lags. A finished clip goes through a bounded queue to a writer thread, which hands it to
+the folder (:mod:`monitor.sinks.clipfolder`): encoded in memory, written to a hidden ``.part`` file, synced and
+renamed into place (readers never see half a file), then the oldest files deleted until the folder is under
 ``clips.max_total_mb``. Audio never leaves the device.
 
 Faults: a folder that cannot be written at start turns clips off for the run (one error line; the monitor keeps
@@ -19,31 +19,26 @@ event whose own clip failed still names it: that failure is what the log and the
 
 from __future__ import annotations
 
-import io
 import logging
-import os
 import queue
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 from monitor.config import MODEL_SAMPLE_RATE, Config
 from monitor.records import Event
 from monitor.sinks import Sink
 from monitor.sinks.clipaudio import AudioRing, Clip
+from monitor.sinks.clipfolder import ClipFolder, cause
 
 log = logging.getLogger(__name__)
 
 MAX_OPEN_CLIPS = 4  # clips of one source collecting audio at once (each holds its audio in memory until written)
 WRITE_QUEUE = 8  # finished clips waiting for the writer thread
 LAG_MARGIN_SECONDS = 30.0  # how far detection may trail the windowing thread and still get full pre-roll
-CLIP_SUFFIXES = (".flac", ".wav")
-PART_SUFFIX = ".part"  # a clip being written: ".<name>.part", renamed into place once complete
 
 
 class ClipRecorder(Sink):
@@ -59,8 +54,8 @@ class ClipRecorder(Sink):
         self.format = c.format
         self.pre_roll = c.pre_roll_seconds
         self.post_roll = c.post_roll_seconds
-        self.max_bytes = int(c.max_total_mb * 1024 * 1024)
         self.rate = MODEL_SAMPLE_RATE
+        self.files = ClipFolder(self.folder, c.format, self.rate, int(c.max_total_mb * 1024 * 1024))
         a, d = cfg.audio, cfg.detection
         # Back from the newest sample: pre-roll + the event's windows (min_hits of them) + detection lag.
         span = c.pre_roll_seconds + a.window_seconds + (d.min_hits - 1) * a.hop_seconds + LAG_MARGIN_SECONDS
@@ -71,7 +66,6 @@ class ClipRecorder(Sink):
         self._writes: queue.Queue[Clip | None] = queue.Queue(WRITE_QUEUE)
         self._thread = threading.Thread(target=self._write_loop, name="clips", daemon=True)
         self.written = 0  # clips written (a counter: a list of them would grow for as long as the service runs)
-        self._last_mtime_ns = 0
         self.failed = 0  # clips not written: write errors, and clips dropped because the writer was behind
         self.enabled = True  # False once the folder proved unwritable at start: no clip for the rest of the run
         self._naming = True  # False while the last write failed: events then carry no clip name
@@ -82,20 +76,7 @@ class ClipRecorder(Sink):
         have been lowered) and start the writer thread. A folder that cannot be written turns clips off for this
         run with one error line; the monitor keeps listening."""
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            probe = self.folder / f".write-test-{os.getpid()}{PART_SUFFIX}"
-            try:
-                with open(probe, "wb") as f:
-                    f.write(b"sound-monitor")
-                    f.flush()
-                    os.fsync(f.fileno())
-            finally:
-                probe.unlink(missing_ok=True)
-            for leftover in self.folder.glob(f".*{PART_SUFFIX}"):  # from a run killed while writing
-                if not _written_here(leftover.name):
-                    continue
-                leftover.unlink(missing_ok=True)
-                log.info("clips: removed the partial file %s left by an earlier run", leftover.name)
+            self.files.prepare()
         except OSError as exc:
             self.enabled = False
             log.error("clips: cannot write to %s (%s); clips are off for this run", self.folder,
@@ -225,81 +206,30 @@ class ClipRecorder(Sink):
     def _write_failed(self, clip: Clip, exc: BaseException) -> None:
         self.failed += 1
         self._naming = False
-        cause = _cause(exc)
-        if cause in self._causes_logged:
-            log.debug("clips: cannot write %s: %s", clip.name, cause)
+        why = cause(exc)
+        if why in self._causes_logged:
+            log.debug("clips: cannot write %s: %s", clip.name, why)
             return
-        self._causes_logged.add(cause)
+        self._causes_logged.add(why)
         log.error("clips: cannot write %s: %s; events name no clip until a write succeeds (logged once per cause)",
-                  clip.name, cause)
+                  clip.name, why)
 
     def _write(self, clip: Clip) -> None:
         audio = np.concatenate(clip.parts) if clip.parts else np.zeros(0, np.float32)
         if audio.size == 0:
             log.warning("clips: no audio for %s", clip.name)
             return
-        # Encoded in memory first: the file is then written by Python, whose errors carry the cause (full disk,
-        # file too large), where libsndfile only says "system error".
-        encoded = io.BytesIO()
-        sf.write(encoded, np.clip(audio, -1.0, 1.0), self.rate, format=self.format.upper(), subtype="PCM_16")
-        path = self.folder / clip.name
-        tmp = path.with_name(f".{path.name}{PART_SUFFIX}")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(encoded.getbuffer())
-                f.flush()
-                os.fsync(f.fileno())  # a full disk may only show here (delayed allocation)
-            # Strictly increasing mtimes, so "oldest first" holds even for clips written within one clock tick.
-            mtime = max(time.time_ns(), self._last_mtime_ns + 1)
-            os.utime(tmp, ns=(mtime, mtime))
-            self._last_mtime_ns = mtime
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)  # never leave a partial file behind
-            raise
+        path = self.files.write(clip.name, audio)
         self.written += 1
         log.info("clips: wrote %s (%.1f s)", path, audio.size / self.rate)
 
     def _enforce_bound(self) -> None:
-        """Delete the oldest files this recorder writes (clips, and partial files an interrupted write left)
-        until they fit in ``max_total_mb``. Other files in the folder are neither counted nor deleted."""
+        """Keep the folder under ``max_total_mb`` (:meth:`ClipFolder.enforce_bound`); a folder that cannot be
+        listed is logged once per cause."""
         try:
-            files = []
-            for p in self.folder.iterdir():
-                if _written_here(p.name) and p.is_file():
-                    st = p.stat()
-                    files.append((st.st_mtime_ns, p.name, st.st_size, p))
+            self.files.enforce_bound()
         except OSError as exc:
-            cause = _cause(exc)
-            if cause not in self._causes_logged:
-                self._causes_logged.add(cause)
-                log.error("clips: cannot list %s to keep it under its size bound: %s", self.folder, cause)
-            return
-        files.sort()
-        total = sum(f[2] for f in files)
-        for _, _, size, p in files:
-            if total <= self.max_bytes:
-                break
-            try:
-                p.unlink()
-                log.info("clips: deleted %s (folder over %.1f MB)", p.name, self.max_bytes / 1024 / 1024)
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                log.warning("clips: cannot delete %s: %s", p.name, _cause(exc))
-                continue
-            total -= size
-
-
-def _written_here(name: str) -> bool:
-    """Whether a file name is one this recorder writes: a clip, or a hidden partial clip."""
-    if name.startswith(".") and name.endswith(PART_SUFFIX):
-        return name.removesuffix(PART_SUFFIX).lower().endswith(CLIP_SUFFIXES)
-    return not name.startswith(".") and name.lower().endswith(CLIP_SUFFIXES)
-
-
-def _cause(exc: BaseException) -> str:
-    """What went wrong, without the file name, so that one cause is logged once (e.g. "No space left on device")."""
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            why = cause(exc)
+            if why not in self._causes_logged:
+                self._causes_logged.add(why)
+                log.error("clips: cannot list %s to keep it under its size bound: %s", self.folder, why)
