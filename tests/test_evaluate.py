@@ -26,8 +26,8 @@ from support.procs import monitor_env
 from transformers import pipeline
 
 from monitor.offline import datasets as dsets
+from monitor.offline import evalset, report
 from monitor.offline import evaluate as ev
-from monitor.offline import report
 
 TEMPLATE = "This is a sound of {}."
 @pytest.fixture(scope="module")
@@ -183,9 +183,9 @@ def test_clips_of_mixed_lengths_are_grouped_and_match_pipeline(tiny_model: Path,
 
 def test_confusion_matrix_scales_to_50_classes(tmp_path: Path) -> None:
     classes = [f"class_{i}_with_a_long_name" for i in range(50)]
-    ds = dsets.EvalDataset(tmp_path, dsets.LAYOUT_FOLDERS, classes, [])
+    ds = evalset.EvalDataset(tmp_path, dsets.LAYOUT_FOLDERS, classes, [])
     rng = np.random.default_rng(0)
-    clips = [dsets.Clip(f"{i}.wav", i % 50, None, Path(f"{i}.wav")) for i in range(200)]
+    clips = [evalset.Clip(f"{i}.wav", i % 50, None, Path(f"{i}.wav")) for i in range(200)]
     result = ev.EvalResult(ds, "m", TEMPLATE, [], rng.random((200, 50)).astype(np.float32),
                            np.array([c.truth for c in clips]), clips, seconds=1.0)
     report.plot_confusion(result, tmp_path / "cm.png")
@@ -199,33 +199,33 @@ def test_confusion_matrix_scales_to_50_classes(tmp_path: Path) -> None:
 def test_missing_csv_is_named(tmp_path: Path, data: list[Item]) -> None:
     write_esc50(tmp_path / "esc", data[:2], broken=False)
     (tmp_path / "esc" / "meta" / "esc50.csv").unlink()
-    with pytest.raises(dsets.EvaluationError, match=r"meta/esc50\.csv: missing"):
+    with pytest.raises(evalset.EvaluationError, match=r"meta/esc50\.csv: missing"):
         dsets.open_dataset(tmp_path / "esc")
 
 
 def test_csv_without_needed_columns(tmp_path: Path) -> None:
     (tmp_path / "meta").mkdir()
     (tmp_path / "meta" / "esc50.csv").write_text("filename,label\na.wav,dog\n")
-    with pytest.raises(dsets.EvaluationError, match=r"esc50\.csv: expected columns .* missing fold, category"):
+    with pytest.raises(evalset.EvaluationError, match=r"esc50\.csv: expected columns .* missing fold, category"):
         dsets.open_dataset(tmp_path)
 
 
 def test_unknown_fold_is_named(esc50: Path) -> None:
-    with pytest.raises(dsets.EvaluationError, match=r"fold 9 not in .* \(its folds: 1, 2\)"):
+    with pytest.raises(evalset.EvaluationError, match=r"fold 9 not in .* \(its folds: 1, 2\)"):
         dsets.open_dataset(esc50, folds=[1, 9])
 
 
 def test_folds_on_a_layout_without_folds(tmp_path: Path, data: list[Item]) -> None:
     root = write_folders(tmp_path / "f", data[:2])
-    with pytest.raises(dsets.EvaluationError, match="has no folds"):
+    with pytest.raises(evalset.EvaluationError, match="has no folds"):
         dsets.open_dataset(root, folds=[1])
 
 
 def test_empty_and_missing_folders_are_named(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    with pytest.raises(dsets.EvaluationError, match=rf"{tmp_path / 'empty'}: no audio files found"):
+    with pytest.raises(evalset.EvaluationError, match=rf"{tmp_path / 'empty'}: no audio files found"):
         dsets.open_dataset(tmp_path / "empty")
-    with pytest.raises(dsets.EvaluationError, match=rf"{tmp_path / 'nope'}: no such dataset folder"):
+    with pytest.raises(evalset.EvaluationError, match=rf"{tmp_path / 'nope'}: no such dataset folder"):
         dsets.open_dataset(tmp_path / "nope")
 
 
@@ -233,7 +233,7 @@ def test_hf_folder_without_category_column(tmp_path: Path) -> None:
     from datasets import Dataset
 
     Dataset.from_dict({"label": ["dog"], "audio": [b""]}).save_to_disk(str(tmp_path / "hf"))
-    with pytest.raises(dsets.EvaluationError, match=r"expected columns audio and category; missing \['category'\]"):
+    with pytest.raises(evalset.EvaluationError, match=r"expected columns audio and category; missing \['category'\]"):
         dsets.open_dataset(tmp_path / "hf")
 
 

@@ -26,8 +26,9 @@ import numpy as np
 
 from monitor.config import DEFAULT_MODEL, DEFAULT_PROMPT_TEMPLATE, MODEL_SAMPLE_RATE, InferenceConfig
 from monitor.core.sanitize import AudioGuard
-from monitor.offline.datasets import EXTRA_HINT, Clip, EvalDataset, EvaluationError, open_dataset
+from monitor.offline.datasets import EXTRA_HINT, open_dataset
 from monitor.offline.datasets import parse_folds as parse_folds  # monitor/cli.py imports it from here
+from monitor.offline.evalset import Clip, EvalDataset, EvaluationError
 from monitor.offline.report import summary_table, write_results
 from monitor.offline.scoring import score_and_embed
 from monitor.sources.audiofile import AudioFileError

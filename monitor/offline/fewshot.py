@@ -30,7 +30,7 @@ import numpy as np
 
 from monitor.core.resample import to_model_rate
 from monitor.inference.examples import ExampleSettings, SupportLayout, combine
-from monitor.offline.datasets import Clip, EvalDataset, EvaluationError
+from monitor.offline.evalset import Clip, EvalDataset, EvaluationError
 from monitor.sources.audiofile import AudioFileError
 
 if TYPE_CHECKING:

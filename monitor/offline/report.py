@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from monitor.config import MODEL_SAMPLE_RATE
-from monitor.offline.datasets import EvaluationError
+from monitor.offline.evalset import EvaluationError
 from monitor.strictjson import dumps
 
 if TYPE_CHECKING:  # evaluate.py imports this module; the result type is only needed for hints
