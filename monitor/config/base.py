@@ -1,4 +1,5 @@
-"""What every config section shares: the strict base model, host name, and reporting a problem at a key path.
+"""What every config section shares: the strict base model, host name, reporting a problem at a key path, and
+the field types checked outside the file (password file and variable, through :func:`checked_outside`).
 
 Checks that look outside the file (does the CA file load, is the environment variable set, can the clips folder
 be created) run only when validation is given the context :data:`CHECK_FILES` â€” ``check-config``, ``run`` and
@@ -9,11 +10,14 @@ be created) run only when validation is given the context :data:`CHECK_FILES` â€
 from __future__ import annotations
 
 import socket
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo
 from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from monitor.config import files
 
 CHECK_FILES = "check_files"
 """Key of the validation context that turns on the checks of files, folders and environment variables."""
@@ -28,6 +32,27 @@ class Strict(BaseModel):
 def checks_files(info: ValidationInfo) -> bool:
     """Whether this validation should also check what the config names outside itself."""
     return bool(info.context and info.context.get(CHECK_FILES))
+
+
+T = TypeVar("T")
+
+
+def checked_outside(problem: Callable[[T], str | None]) -> AfterValidator:
+    """A field check of what the value names outside the file (one of :mod:`.files`' ``*_problem`` checks), run
+    only under :data:`CHECK_FILES`; the problem is reported at the field's own key path."""
+
+    def check(value: T, info: ValidationInfo) -> T:
+        if checks_files(info) and (why := problem(value)):
+            raise ValueError(why)
+        return value
+
+    return AfterValidator(check)
+
+
+PasswordFile = Annotated[Path, checked_outside(files.password_file_problem)]
+"""A file whose first line is a password (``mqtt.password_file``, a source's ``password_file``)."""
+PasswordEnv = Annotated[str, Field(min_length=1), checked_outside(files.env_problem)]
+"""An environment variable holding a password (``mqtt.password_env``, a source's ``password_env``)."""
 
 
 Problem = tuple[Sequence[str | int], str, Any]

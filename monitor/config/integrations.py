@@ -15,7 +15,7 @@ from annotated_types import Ge, Gt, Le
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from monitor.config import files
-from monitor.config.base import Strict, checks_files, host_name, problems
+from monitor.config.base import PasswordEnv, PasswordFile, Strict, checked_outside, checks_files, host_name, problems
 
 
 class MqttConfig(Strict):
@@ -27,13 +27,13 @@ class MqttConfig(Strict):
     username: str | None = None
     password: SecretStr | None = None
     """Password in the file; prefer password_file or password_env."""
-    password_file: Path | None = None
+    password_file: PasswordFile | None = None
     """File whose first line is the password."""
-    password_env: Annotated[str, Field(min_length=1)] | None = None
+    password_env: PasswordEnv | None = None
     """Environment variable holding the password."""
     tls: bool = False
     """Connect with TLS (system CA store unless ca_certs is set)."""
-    ca_certs: Path | None = None
+    ca_certs: Annotated[Path, checked_outside(files.ca_file_problem)] | None = None
     client_id: str | None = None
     """MQTT client id; null = sound-monitor-<hostname>."""
     qos: Annotated[int, Ge(0), Le(2)] = 1
@@ -54,27 +54,6 @@ class MqttConfig(Strict):
     """How many labels ``<prefix>/scores`` carries (highest first)."""
     commands: bool = True
     """Accept runtime commands (JSON) on ``<prefix>/command``; answers go to ``<prefix>/command/response``."""
-
-    @field_validator("password_file")
-    @classmethod
-    def _password_file_readable(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        if value is not None and checks_files(info) and (why := files.password_file_problem(value)):
-            raise ValueError(why)
-        return value
-
-    @field_validator("password_env")
-    @classmethod
-    def _password_env_set(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is not None and checks_files(info) and (why := files.env_problem(value)):
-            raise ValueError(why)
-        return value
-
-    @field_validator("ca_certs")
-    @classmethod
-    def _ca_loads(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        if value is not None and checks_files(info) and (why := files.ca_file_problem(value)):
-            raise ValueError(why)
-        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> MqttConfig:

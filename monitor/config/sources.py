@@ -17,8 +17,7 @@ from urllib.parse import SplitResult, urlsplit
 from annotated_types import Ge, Le
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from monitor.config import files
-from monitor.config.base import Problem, Strict, checks_files, problems
+from monitor.config.base import PasswordEnv, PasswordFile, Problem, Strict, checks_files, problems
 
 __all__ = ["MAX_SOURCES", "NETWORK_SCHEMES", "RESERVED_NAMES", "SourceConfig", "redact_url", "url_problem"]
 
@@ -105,9 +104,9 @@ class SourceConfig(Strict):
     """(rtsp) RTP over the RTSP TCP connection (default: through NAT and firewalls, no lost packets) or UDP."""
     username: Annotated[str, Field(min_length=1)] | None = None
     """(url) user name; replaces one written in the URL."""
-    password_file: Path | None = None
+    password_file: PasswordFile | None = None
     """(url) file whose first line is the password (keeps it out of this file)."""
-    password_env: Annotated[str, Field(min_length=1)] | None = None
+    password_env: PasswordEnv | None = None
     """(url) environment variable holding the password."""
     timeout_seconds: Annotated[float, Ge(2.0), Le(300.0)] = 10.0
     """(url) no audio for this long (a half-open connection, a stalled camera) and the stream is reconnected."""
@@ -134,20 +133,6 @@ class SourceConfig(Strict):
     @classmethod
     def _url_usable(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None and (why := url_problem(value, checks_files(info))):
-            raise ValueError(why)
-        return value
-
-    @field_validator("password_file")
-    @classmethod
-    def _password_file_readable(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        if value is not None and checks_files(info) and (why := files.password_file_problem(value)):
-            raise ValueError(why)
-        return value
-
-    @field_validator("password_env")
-    @classmethod
-    def _password_env_set(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is not None and checks_files(info) and (why := files.env_problem(value)):
             raise ValueError(why)
         return value
 
