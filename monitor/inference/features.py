@@ -4,7 +4,8 @@ The extractor computes each clip on its own with a float64 numpy FFT in a Python
 ``TorchClapFeatures`` reproduces its unfused path (``truncation != "fusion"``, clip no longer than
 ``nb_max_samples``) for a whole batch at once, and computes each distinct STFT frame only once: with
 ``repeatpad`` a 5 s clip is tiled twice into the 10 s model input, so 497 of the 1001 frames are exact
-copies of others (and a short clip's zero tail gives one all-zero frame many times).
+copies of others (and a short clip's zero tail gives one all-zero frame many times); which ones repeat is
+worked out by :mod:`monitor.inference.frameplan`, shared with the numpy front end.
 
 What the extractor does on that path, and what is mirrored here (transformers 5.x,
 ``models/clap/feature_extraction_clap.py`` and ``audio_utils.spectrogram``):
@@ -21,29 +22,15 @@ What the extractor does on that path, and what is mirrored here (transformers 5.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import transformers
 from transformers.audio_utils import window_function
 
+from monitor.inference.frameplan import FramePlans
+
 # ``spectrogram`` floors the mel energies at ``mel_floor`` and again at ``min_value`` before the log; both are 1e-10.
 _POWER_FLOOR = 1e-10
-_MAX_CACHED_PLANS = 8
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """Which STFT frames to compute for one clip length.
-
-    ``runs`` are ``(start, stop)`` ranges of frame numbers that, taken together, hold one frame of each
-    distinct content; ``frame_of_output`` maps every output frame to its row among the computed ones.
-    """
-
-    runs: tuple[tuple[int, int], ...]
-    n_computed: int
-    frame_of_output: torch.Tensor  # (frames,) int64
 
 
 class TorchClapFeatures:
@@ -81,7 +68,7 @@ class TorchClapFeatures:
         self.mel_filters = torch.from_numpy(mel[self.bin_lo : self.bin_hi]).to(torch.float32)
         self.n_mels = mel.shape[1]
 
-        self._plans: dict[int, _Plan] = {}
+        self._plans = FramePlans()  # which frames repeat, per clip length
 
     def supports(self, n_samples: int) -> bool:
         """Whether clips of ``n_samples`` take the extractor path that this class reproduces.
@@ -111,7 +98,7 @@ class TorchClapFeatures:
                 f"clips of {n_samples} samples need the extractor itself (max {self.max_samples} samples, "
                 f"truncation={self.truncation!r})"
             )
-        plan = self._plan(n_samples)
+        plan = self._plans.get(n_samples, self._frame_sources)
         device = x.device
 
         framed = self._pad(x, self.dtype).unfold(1, self.n_fft, self.hop_length)  # view (batch, frames, n_fft)
@@ -128,7 +115,7 @@ class TorchClapFeatures:
         power = spectrum.real.square() + spectrum.imag.square()
         mel = (power @ self.mel_filters.to(device)).clamp_min_(_POWER_FLOOR)
         log_mel = torch.log10(mel).mul_(10.0)
-        features = log_mel.index_select(1, plan.frame_of_output.to(device))
+        features = log_mel.index_select(1, torch.from_numpy(plan.frame_of_output).to(device))
         return {
             "input_features": features.unsqueeze(1),
             "is_longer": torch.zeros((batch, 1), dtype=torch.bool, device=device),
@@ -155,32 +142,7 @@ class TorchClapFeatures:
         out[:, half + self.max_samples :] = body[:, -half - 1 : -1].flip(1)
         return out
 
-    def _plan(self, n_samples: int) -> _Plan:
-        """Frames to compute for one clip length (cached): frames built from the same samples are computed once."""
-        plan = self._plans.get(n_samples)
-        if plan is not None:
-            return plan
-        # Sample numbers 1..n through the same padding; 0 marks a padding zero.
+    def _frame_sources(self, n_samples: int) -> np.ndarray:
+        """Sample numbers 1..n through the same padding (0 marks a padding zero), framed like the audio."""
         sources = torch.arange(1, n_samples + 1, dtype=torch.int64).unsqueeze(0)
-        frame_sources = self._pad(sources, torch.int64).unfold(1, self.n_fft, self.hop_length)[0].numpy()
-        # Exact match on the sample numbers (a dict of row bytes is far quicker than np.unique(axis=0)).
-        # Frames are numbered in time order, so the computed ones form a few contiguous runs.
-        row_of_content: dict[bytes, int] = {}
-        computed: list[int] = []
-        frame_of_output: list[int] = []
-        for frame, source in enumerate(frame_sources):
-            row = row_of_content.setdefault(source.tobytes(), len(computed))
-            if row == len(computed):
-                computed.append(frame)
-            frame_of_output.append(row)
-        runs: list[tuple[int, int]] = []
-        for frame in computed:
-            if runs and runs[-1][1] == frame:
-                runs[-1] = (runs[-1][0], frame + 1)
-            else:
-                runs.append((frame, frame + 1))
-        plan = _Plan(tuple(runs), len(computed), torch.tensor(frame_of_output, dtype=torch.int64))
-        if len(self._plans) >= _MAX_CACHED_PLANS:
-            self._plans.pop(next(iter(self._plans)))
-        self._plans[n_samples] = plan
-        return plan
+        return self._pad(sources, torch.int64).unfold(1, self.n_fft, self.hop_length)[0].numpy()

@@ -16,18 +16,20 @@ float32 rounding:
 4. Slaney mel filterbank (float64), floored at ``1e-10``, ``10 * log10``, cast to float32.
 
 Frames that are built from the same samples (``repeatpad`` tiles a 5 s window twice, so about half of the
-1001 frames are copies) are computed once; which ones repeat is worked out once per clip length.
+1001 frames are copies) are computed once; which ones repeat is worked out once per clip length
+(:mod:`monitor.inference.frameplan`, shared with the torch front end).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from monitor.inference.frameplan import FramePlans
 
 __all__ = ["NumpyClapFeatures", "slaney_mel_filters"]
 
@@ -44,7 +46,6 @@ _DEFAULTS: dict[str, Any] = {
     "padding": "repeatpad",
 }
 _FLOOR = 1e-10  # spectrogram's mel_floor and power_to_db's min_value
-_MAX_CACHED_PLANS = 8
 
 
 def _hz_to_slaney(freq: np.ndarray) -> np.ndarray:
@@ -73,15 +74,6 @@ def slaney_mel_filters(n_fft: int, n_mels: int, f_min: float, f_max: float, samp
     up = slopes[:, 2:] / diff[1:]
     filters = np.maximum(np.zeros(1), np.minimum(down, up))
     return filters * (2.0 / (filter_freqs[2 : n_mels + 2] - filter_freqs[:n_mels]))[None, :]
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """Which frames to compute for one clip length: contiguous ``runs`` of frame numbers holding one frame of
-    each distinct content, and for every output frame its row among the computed ones."""
-
-    runs: tuple[tuple[int, int], ...]
-    frame_of_output: np.ndarray  # (frames,) int64
 
 
 class NumpyClapFeatures:
@@ -115,7 +107,7 @@ class NumpyClapFeatures:
         self._bins = bins
         self._weights = self.mel_filters[bins, bands]
         self._band_starts = np.searchsorted(bands, np.arange(self.n_mels))
-        self._plans: dict[int, _Plan] = {}
+        self._plans = FramePlans()  # which frames repeat, per clip length
 
     @classmethod
     def from_file(cls, path: str | Path) -> NumpyClapFeatures:
@@ -134,7 +126,7 @@ class NumpyClapFeatures:
         if x.shape[1] > self.max_samples:  # rand_trunc: a random crop of the model's length, clip by clip
             starts = [np.random.randint(0, x.shape[1] - self.max_samples + 1) for _ in range(len(x))]
             x = np.stack([row[s : s + self.max_samples] for row, s in zip(x, starts, strict=True)])
-        plan = self._plan(x.shape[1])
+        plan = self._plans.get(x.shape[1], self._frame_sources)
         framed = np.lib.stride_tricks.sliding_window_view(self._pad(x), self.n_fft, axis=1)[:, :: self.hop_length]
         frames = np.concatenate([framed[:, start:stop] for start, stop in plan.runs], axis=1) * self.window
         spectrum = np.fft.rfft(frames, axis=-1).astype(np.complex64)[..., self.bin_lo : self.bin_hi]
@@ -155,30 +147,7 @@ class NumpyClapFeatures:
         half = self.n_fft // 2
         return np.pad(x, ((0, 0), (half, half)), mode="reflect")
 
-    def _plan(self, n_samples: int) -> _Plan:
-        """Frames to compute for one clip length (cached): frames built from the same samples are computed once."""
-        plan = self._plans.get(n_samples)
-        if plan is not None:
-            return plan
-        # Sample numbers 1..n through the same padding (0 marks a padding zero); equal rows = equal frames.
+    def _frame_sources(self, n_samples: int) -> np.ndarray:
+        """Sample numbers 1..n through the same padding (0 marks a padding zero), framed like the audio."""
         sources = self._pad(np.arange(1, n_samples + 1, dtype=np.int64)[None, :])[0]
-        frame_sources = np.lib.stride_tricks.sliding_window_view(sources, self.n_fft)[:: self.hop_length]
-        row_of_content: dict[bytes, int] = {}
-        computed: list[int] = []
-        frame_of_output: list[int] = []
-        for frame, source in enumerate(frame_sources):
-            row = row_of_content.setdefault(source.tobytes(), len(computed))
-            if row == len(computed):
-                computed.append(frame)
-            frame_of_output.append(row)
-        runs: list[tuple[int, int]] = []
-        for frame in computed:  # computed frames are in time order, so they form a few contiguous runs
-            if runs and runs[-1][1] == frame:
-                runs[-1] = (runs[-1][0], frame + 1)
-            else:
-                runs.append((frame, frame + 1))
-        plan = _Plan(tuple(runs), np.asarray(frame_of_output, dtype=np.int64))
-        if len(self._plans) >= _MAX_CACHED_PLANS:
-            self._plans.pop(next(iter(self._plans)))
-        self._plans[n_samples] = plan
-        return plan
+        return np.lib.stride_tricks.sliding_window_view(sources, self.n_fft)[:: self.hop_length]
