@@ -150,6 +150,16 @@ def _bounded_int(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def _prompt_template(text: str) -> str:
+    """An argparse type: a template that formats every label, by the config's ``prompt_template`` check."""
+    from monitor.config.schema import prompt_template_problem
+
+    why = prompt_template_problem(text)
+    if why:
+        raise argparse.ArgumentTypeError(f"{why} (got {text!r})")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (all sub-commands)."""
     parser = argparse.ArgumentParser(prog="sound-monitor", description=__doc__)
@@ -211,8 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_bounded_int(1, 256), default=8,
                    help="clips scored together (default: %(default)s)")
     p.add_argument("--limit", type=_bounded_int(1, 10_000_000), help="only the first N clips (a quick check)")
-    p.add_argument("--prompt-template", default=DEFAULT_PROMPT_TEMPLATE,
-                   help="prompt for each class (default: %(default)r)")
+    p.add_argument("--prompt-template", type=_prompt_template, default=DEFAULT_PROMPT_TEMPLATE,
+                   help="prompt for each class, with one '{}' (default: %(default)r)")
     p.add_argument("--shots", type=int, metavar="K", help="also few-shot accuracy: K example clips per class, drawn "
                    "from the other folds (or the other clips), scored as taught labels")
     p.add_argument("--seed", type=int, default=0, help="seed of the --shots draw (default: %(default)s)")

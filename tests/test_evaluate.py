@@ -25,6 +25,7 @@ from support.datasets import CLASSES, Item, items, sound, write_esc50, write_fol
 from support.procs import monitor_env
 from transformers import pipeline
 
+from monitor.config.schema import prompt_template_problem
 from monitor.offline import datasets as dsets
 from monitor.offline import evalset, report
 from monitor.offline import evaluate as ev
@@ -244,6 +245,20 @@ def test_no_readable_clip_is_an_error(tiny_model: Path, tmp_path: Path, caplog: 
     assert code == 1
     assert "x.wav" in caplog.text and "none of the 1 clips could be read" in caplog.text
     assert not (tmp_path / "out" / "results.json").exists()
+
+
+@pytest.mark.parametrize("template", ["{}}", "no placeholder", "a {name}"])
+def test_a_bad_prompt_template_is_refused_in_one_line_like_other_bad_options(template: str, tmp_path: Path) -> None:
+    # The config's prompt_template check: "{}}" has one "{}" yet crashes str.format on the first clip.
+    proc = subprocess.run([sys.executable, "-m", "monitor", "evaluate", str(tmp_path / "no-such-dataset"),
+                           "--prompt-template", template], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env=monitor_env())
+    assert proc.returncode == 2, proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if "error" in ln.lower()]
+    assert errors == [f"sound-monitor evaluate: error: argument --prompt-template: {prompt_template_problem(template)} "
+                      f"(got {template!r})"], proc.stderr
+    with pytest.raises(evalset.EvaluationError, match=r"^--prompt-template: must contain '\{\}' exactly once"):
+        ev.check_options(template, batch_size=1)  # ev.run, called without the command line, refuses it too
 
 
 def test_parse_folds() -> None:

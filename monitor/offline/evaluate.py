@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import numpy as np
 
 from monitor.config import DEFAULT_MODEL, DEFAULT_PROMPT_TEMPLATE, MODEL_SAMPLE_RATE, InferenceConfig
+from monitor.config.schema import prompt_template_problem
 from monitor.core.sanitize import AudioGuard
 from monitor.offline.datasets import EXTRA_HINT, open_dataset
 from monitor.offline.datasets import parse_folds as parse_folds  # monitor/cli.py imports it from here
@@ -119,9 +120,11 @@ def _progress(total: int) -> Any:
 
 
 def check_options(prompt_template: str, batch_size: int) -> None:
-    """Raise :class:`EvaluationError` for a template without exactly one ``{}`` or a batch size below 1."""
-    if prompt_template.count("{}") != 1:
-        raise EvaluationError(f"--prompt-template: must contain '{{}}' exactly once (got {prompt_template!r})")
+    """Raise :class:`EvaluationError` for a template that cannot format every label (the config's
+    ``prompt_template`` check, as the command line applies it) or a batch size below 1."""
+    why = prompt_template_problem(prompt_template)
+    if why:
+        raise EvaluationError(f"--prompt-template: {why} (got {prompt_template!r})")
     if batch_size < 1:
         raise EvaluationError(f"--batch-size: must be at least 1 (got {batch_size})")
 
