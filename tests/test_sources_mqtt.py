@@ -151,11 +151,11 @@ def test_home_assistant_gets_a_device_per_source_linked_to_the_node(tmp_path: Pa
         "binary_sensor/front_door--connectivity", "binary_sensor/status",
     ])
     beep = configs["binary_sensor/front_door-beep"]
-    assert beep["device"]["identifiers"] == [f"{node}_front_door"]
+    assert beep["device"]["identifiers"] == [f"{node}-front_door"]
     assert beep["device"]["via_device"] == node
     assert beep["device"]["name"] == "Sound monitor test-node front-door"
     assert beep["state_topic"] == f"{PREFIX}/front-door/beep/state"
-    assert beep["unique_id"] == f"{node}_front_door_beep_sound"
+    assert beep["unique_id"] == f"{node}-front_door-beep_sound"
     assert beep["availability_mode"] == "all"
     assert [a["topic"] for a in beep["availability"]] == [f"{PREFIX}/availability", f"{PREFIX}/front-door/availability"]
     conn = configs["binary_sensor/kitchen--connectivity"]
