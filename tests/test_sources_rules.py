@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from support.config import make_config
+
 from monitor.core.sourcerules import detection_rules, source_labels
 from monitor.labelset import labels_from_config
 from monitor.mqtt.haentities import Entities
 from monitor.mqtt.topics import Topics
-from support.config import make_config
 
 
 def test_labels_and_thresholds_of_a_source_match_in_any_case_as_the_check_accepts_them(tmp_path: Path) -> None:
