@@ -109,10 +109,10 @@ def test_a_source_that_fails_stalls_or_floods_never_touches_another_sources_wind
 
 def test_the_plot_draws_one_timeline_per_source(tmp_path: Path) -> None:
     cfg = sources_config(tmp_path, [{"name": "a", "url": "rtsp://cam/a"},
-                                    {"name": "b", "url": "rtsp://cam/b", "thresholds": {"beep": 0.9}}])
+                                    {"name": "b", "url": "rtsp://cam/b", "thresholds": {"beep": 0.9}, "min_dbfs": -30}])
     feeds, plans = feeds_for(cfg)
     run = RunningMonitor(cfg, plans=plans, scorer=TwoLabelScorer())
-    recorder = TimelineRecorder(tmp_path / "plots" / "timeline.png", sources=cfg.sources or [])
+    recorder = TimelineRecorder(tmp_path / "plots" / "timeline.png", min_dbfs=-60, sources=cfg.sources or [])
     run.monitor.sinks.append(recorder)
     with run:
         feeds["a"].feed(loud(1.0), quiet(0.5))
@@ -123,6 +123,7 @@ def test_the_plot_draws_one_timeline_per_source(tmp_path: Path) -> None:
     assert len(a) >= 2 and len(b) >= 2
     assert a[0].thresholds == {"beep": 0.5, "buzz": 0.5} and b[0].thresholds == {"beep": 0.9, "buzz": 0.5}
     assert {e.source for e in recorder.events} == {"a"}
+    assert (recorder.gate("a"), recorder.gate("b")) == (-60, -30)  # each plot draws its source's loudness gate
     for name in ("a", "b"):  # drawn when the run stopped
         assert (tmp_path / "plots" / f"timeline-{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not (tmp_path / "plots" / "timeline.png").exists()
