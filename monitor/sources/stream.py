@@ -54,10 +54,8 @@ def backoff_delay(failures: int, first: float, maximum: float, jitter: float, ra
 
 
 class StreamSource:
-    """An :class:`~monitor.core.windowing.AudioSource` reading ``url`` through ffmpeg, reconnecting forever.
-
-    A file (a path or ``file:``) is read once at its own pace and then ends (``reconnect`` None: streams
-    reconnect, files do not); replaying it in a loop would restart the same audio and look like a flapping input.
+    """An :class:`~monitor.core.windowing.AudioSource` reading ``url`` through ffmpeg, reconnecting forever (a
+    file, a path or ``file:``, is read once at its own pace and ends: ``reconnect`` None means "not for a file").
 
     Other threads may read ``input_state`` (an :class:`~monitor.records.InputState` snapshot, up or down, as
     ReopeningSource has it for ``/healthz`` and MQTT), ``state`` (``connecting`` until the first audio, ``up``,
