@@ -74,10 +74,24 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.file, check_files=True)
     labels_from_config(cfg)  # example and negative paths exist and are within bounds (a ConfigError if not)
+    if _check_url_reader(args.file, cfg):
+        return 1
     labels = ", ".join(f"{lbl.name} ({cfg.label_threshold(lbl):g})" for lbl in cfg.labels)
     print(f"{args.file}: OK — {len(cfg.labels)} label(s): {labels}")
     for src in cfg.sources or []:  # URLs with their password redacted
         print(f"  source {src.name}: {src.describe()}")
+    return 0
+
+
+def _check_url_reader(path: str, cfg: Config) -> int:
+    """As ``run`` checks before the model loads: a ``url`` source needs ffmpeg installed (1 and one line if not)."""
+    from monitor.sources.build import SourceError, check_url_reader
+
+    try:
+        check_url_reader(cfg.sources or [])
+    except SourceError as exc:
+        print(f"{path}: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

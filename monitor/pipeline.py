@@ -122,10 +122,10 @@ class Monitor:
         ) for run in self.sources}
 
     # --- state for other threads -------------------------------------------------------------------
-    def health(self, now: float | None = None) -> tuple[bool, str]:
-        """``(healthy, reason)``: behind the systemd watchdog, ``/healthz`` and the health metric alike (see
+    def health(self, now: float | None = None, watchdog: bool = False) -> tuple[bool, str]:
+        """``(healthy, reason)``: behind ``/healthz``, the health metric and (``watchdog``) the systemd watchdog (see
         :func:`monitor.sourcerun.run_health`: degraded, not failing, while only some sources are down)."""
-        return run_health(self.sources, self.worker, time.monotonic() if now is None else now)
+        return run_health(self.sources, self.worker, time.monotonic() if now is None else now, watchdog)
 
     def stats(self) -> PipelineStats:
         """The run's counters now."""
@@ -212,7 +212,7 @@ class Monitor:
             if self.live:
                 for run in self.sources:
                     self.emit(run.detector.tick(now))
-            if ping_every is not None and time.monotonic() - last_ping >= ping_every and self.health()[0]:
+            if ping_every is not None and time.monotonic() - last_ping >= ping_every and self.health(watchdog=True)[0]:
                 notify("WATCHDOG=1")
                 last_ping = time.monotonic()
         end = time.monotonic() if self.live else clock

@@ -182,15 +182,22 @@ class _Worker(Protocol):
     def stalled(self, now: float, limit: float) -> bool: ...
 
 
-def run_health(sources: Sequence[SourceRun], worker: _Worker | None, now: float) -> tuple[bool, str]:
+def run_health(sources: Sequence[SourceRun], worker: _Worker | None, now: float,
+               watchdog: bool = False) -> tuple[bool, str]:
     """``(healthy, reason)`` of a run: failing while starting, when every source is down or stalled, or when
     inference stalls; healthy but ``degraded: ...`` (naming the sources) while only some are down, so that one
     camera that is away never gets the service restarted. One source alone gives the same answers as before
-    sources existed."""
+    sources existed.
+
+    ``watchdog``: the systemd watchdog's question, "is the process stuck?". Named sources reconnect on their
+    own, so their being down (all of them: a camera-only box whose camera reboots) is not a reason to restart
+    the service, which would reload the model every ``WatchdogSec`` and reset every backoff; only a stuck
+    inference is. The one unnamed microphone keeps its old rule (a restart re-opens PortAudio).
+    """
     if worker is None or any(run.stage is None for run in sources):
         return False, "starting: loading the model"
     problems = [p for run in sources if (p := run.problem(now))]
-    if problems and len(problems) == len(sources):
+    if problems and len(problems) == len(sources) and not (watchdog and sources[0].name):
         return False, problems[0] if len(problems) == 1 else "all sources are down: " + "; ".join(problems)
     if not worker.alive:
         return False, "the inference thread has stopped"

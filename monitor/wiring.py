@@ -85,6 +85,7 @@ def build_monitor(
         else:
             metrics = Metrics(monitor.stats, monitor.health, registry, cfg.model, cfg.node_name(),
                               publisher=publisher, bind=cfg.metrics.bind, port=cfg.metrics.port, clips=clips,
+                              sources=sources,
                               timeout=cfg.metrics.timeout_seconds, max_connections=cfg.metrics.max_connections)
             metrics.start()  # now, so /healthz answers "starting" while the model loads
             monitor.sinks.append(metrics)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +12,7 @@ from support.audio import concat, silence, tone, write_wav
 from support.broker import Broker
 from support.config import BACKGROUND, PREFIX, REPLAY_LABELS, REPLAY_TIMING, write_config
 from support.mqtt import MqttCollector
+from support.notify import NotifySocket
 from support.procs import MonitorProcess
 from support.wait import wait_for
 
@@ -75,34 +74,6 @@ def test_run_with_missing_device_fails_clearly(tiny_model: Path, tmp_path: Path,
     )
     assert proc.returncode == 1
     assert "no-such-microphone-xyz" in proc.stderr and "Input devices" in proc.stderr
-
-
-class NotifySocket:
-    """A datagram socket standing in for systemd's NOTIFY_SOCKET; records every message."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.settimeout(0.2)
-        self.messages: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.messages.append(self.sock.recv(4096).decode())
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
 
 
 def test_run_service_lifecycle(tiny_model: Path, tmp_path: Path, pulse, broker: Broker) -> None:

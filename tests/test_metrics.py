@@ -90,8 +90,8 @@ def test_replay_realtime_serves_metrics_and_leaves_discovery_and_states(tiny_mod
         assert value(text, "sound_monitor_queue_depth") is not None
         assert -60 < value(text, "sound_monitor_level_dbfs") < 0
         assert value(text, "sound_monitor_inference_seconds_count") >= 3
-        assert value(text, "sound_monitor_threshold", label="dog barking") == 0.0
-        assert 0 <= value(text, "sound_monitor_score", label="glass breaking") <= 1
+        assert value(text, "sound_monitor_threshold", source="default", label="dog barking") == 0.0
+        assert 0 <= value(text, "sound_monitor_score", source="default", label="glass breaking") <= 1
 
         # While it runs, a newcomer (Home Assistant) finds discovery for every label and the states retained.
         with late_view(broker, "homeassistant/#", f"{PREFIX}/#") as late:

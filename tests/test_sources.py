@@ -13,7 +13,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from support.feeds import FailingSource, StallingSource, feeds_for, loud, quiet, sources_config, windows_of
+from support.notify import NotifySocket
 from support.runner import RunningMonitor
 from support.scorers import TwoLabelScorer
 from support.wait import wait_for
@@ -109,10 +111,10 @@ def test_a_source_that_fails_stalls_or_floods_never_touches_another_sources_wind
 
 def test_the_plot_draws_one_timeline_per_source(tmp_path: Path) -> None:
     cfg = sources_config(tmp_path, [{"name": "a", "url": "rtsp://cam/a"},
-                                    {"name": "b", "url": "rtsp://cam/b", "thresholds": {"beep": 0.9}}])
+                                    {"name": "b", "url": "rtsp://cam/b", "thresholds": {"beep": 0.9}, "min_dbfs": -30}])
     feeds, plans = feeds_for(cfg)
     run = RunningMonitor(cfg, plans=plans, scorer=TwoLabelScorer())
-    recorder = TimelineRecorder(tmp_path / "plots" / "timeline.png", sources=cfg.sources or [])
+    recorder = TimelineRecorder(tmp_path / "plots" / "timeline.png", min_dbfs=-60, sources=cfg.sources or [])
     run.monitor.sinks.append(recorder)
     with run:
         feeds["a"].feed(loud(1.0), quiet(0.5))
@@ -123,20 +125,30 @@ def test_the_plot_draws_one_timeline_per_source(tmp_path: Path) -> None:
     assert len(a) >= 2 and len(b) >= 2
     assert a[0].thresholds == {"beep": 0.5, "buzz": 0.5} and b[0].thresholds == {"beep": 0.9, "buzz": 0.5}
     assert {e.source for e in recorder.events} == {"a"}
+    assert (recorder.gate("a"), recorder.gate("b")) == (-60, -30)  # each plot draws its source's loudness gate
     for name in ("a", "b"):  # drawn when the run stopped
         assert (tmp_path / "plots" / f"timeline-{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not (tmp_path / "plots" / "timeline.png").exists()
 
 
-def test_health_fails_only_when_every_source_is_down(tmp_path: Path) -> None:
+def test_health_fails_only_when_every_source_is_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = sources_config(tmp_path, [{"name": "a", "url": "rtsp://cam/a"}, {"name": "b", "url": "rtsp://cam/b"}])
     feeds, plans = feeds_for(cfg)
-    with RunningMonitor(cfg, plans=plans, scorer=TwoLabelScorer()) as run:
+    notify = NotifySocket(tmp_path / "notify.sock")
+    monkeypatch.setenv("NOTIFY_SOCKET", str(notify.path))
+    monkeypatch.setenv("WATCHDOG_USEC", "200000")
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    with notify, RunningMonitor(cfg, plans=plans, scorer=TwoLabelScorer()) as run:
         wait_for(lambda: run.monitor.health() == (True, "ok"), message=lambda: str(run.monitor.health()))
         feeds["a"].set_state("down", "connection refused")
         assert run.monitor.health() == (True, "degraded: a is down: connection refused")
         feeds["b"].set_state("connecting")
         assert run.monitor.health() == (False, "all sources are down: a is down: connection refused; "
                                                "b is down: connecting")
+        # /healthz fails, yet the systemd watchdog is still pinged: the sources reconnect on their own, and a
+        # restart of the service (a model reload, every backoff reset) would not bring a camera back any sooner.
+        pings = notify.messages.count("WATCHDOG=1")
+        wait_for(lambda: notify.messages.count("WATCHDOG=1") >= pings + 2, message="the watchdog stopped")
+        assert run.monitor.health()[0] is False
         feeds["a"].set_state("up")
         assert run.monitor.health() == (True, "degraded: b is down: connecting")

@@ -3,6 +3,7 @@ that several sources share (round-robin batches, drops from the source with the 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -31,6 +32,7 @@ def test_check_config_reports_sources_at_their_key_paths_and_never_a_password(tm
         {"name": "attic", "device": 2, "url": "rtsp://cam/x"},
         {"name": "shed"},
         {"name": "events", "url": str(tmp_path / "missing.wav")},
+        {"name": "yard", "url": "http://cam/a b.wav"},
     ])
     proc = check_config(bad)
     assert proc.returncode == 2
@@ -45,14 +47,18 @@ def test_check_config_reports_sources_at_their_key_paths_and_never_a_password(tm
     assert "  sources[6]: needs device (a local input) or url (a stream or file)" in lines
     assert "  sources[7].name: 'events' is reserved (a topic of the node itself); choose another name" in lines
     assert f"  sources[7].url: no such file: {tmp_path / 'missing.wav'}" in lines
+    assert "  sources[8].url: has a space in it (write a space in a URL as %20)" in lines
+    assert "  sources[1].name: 'cam' is used twice" in lines  # what spans entries is listed along, not after
 
-    # Once each entry is right on its own, what spans them: duplicate names and ids, labels that do not exist,
-    # keys of the other kind, audio.device beside sources.
+    # What spans entries: duplicate names and ids, labels that do not exist, a label given twice or outside the
+    # source's subset; keys of the other kind; audio.device beside sources.
     cross = write_raw(tmp_path / "cross.yaml", [
         {"name": "cam", "url": f"rtsp://admin:{SECRET}@cam.local/stream"},
         {"name": "cam", "device": 1},
         {"name": "front-door", "url": "rtsp://cam2/x", "labels": ["beep", "cat"], "thresholds": {"dog": 0.2}},
         {"name": "front_door", "device": None},
+        {"name": "yard", "url": "rtsp://cam3/x", "labels": ["BEEP"], "thresholds": {"Beep": 0.2, "beep": 0.3}},
+        {"name": "gate", "url": "rtsp://cam4/x", "labels": ["beep"], "thresholds": {"BUZZ": 0.2}},
     ])
     lines = check_config(cross).stderr.splitlines()
     assert lines[1:] == [
@@ -60,15 +66,19 @@ def test_check_config_reports_sources_at_their_key_paths_and_never_a_password(tm
         "  sources[2].labels[1]: 'cat' is not one of the labels",
         "  sources[2].thresholds.dog: 'dog' is not one of the labels",
         "  sources[3].name: 'front_door' and 'front-door' have the same id 'front_door'",
+        "  sources[4].thresholds.beep: the same label as 'Beep'",
+        "  sources[5].thresholds.BUZZ: 'BUZZ' is not in this source's labels",
     ]
     kinds = write_raw(tmp_path / "kinds.yaml", [
         {"name": "mic", "device": 1, "transport": "udp", "password_env": "PATH"},
         {"name": "cam", "url": "rtsp://cam/x", "samplerate": 16000},
+        {"name": "web", "url": "http://cam/a.wav", "transport": "udp"},
     ])
     assert check_config(kinds).stderr.splitlines()[1:] == [
         "  sources[0].transport: only for url sources",
         "  sources[0].password_env: only for url sources",
         "  sources[1].samplerate: only for device sources",
+        "  sources[2].transport: only for rtsp:// URLs",
     ]
     both = write_raw(tmp_path / "both.yaml", [{"name": "cam", "url": "rtsp://cam/x"}], audio={"device": 3})
     assert check_config(both).stderr.splitlines()[1:] == [
@@ -82,6 +92,7 @@ def test_check_config_lists_sources_with_the_password_redacted(tmp_path: Path) -
         {"name": "driveway", "url": f"rtsp://admin:{SECRET}@cam.local:554/stream1"},
         {"name": "porch", "url": "rtsp://cam2.local/audio", "username": "admin", "password_file": str(password)},
         {"name": "kitchen", "device": "pulse", "labels": ["beep"], "thresholds": {"beep": 0.7}, "min_dbfs": -60},
+        {"name": "gate", "url": f"http://cam3/cgi?cmd=Snap&user=admin&password={SECRET}"},  # Reolink's way
     ])
     proc = check_config(ok)
     assert proc.returncode == 0, proc.stderr
@@ -90,7 +101,13 @@ def test_check_config_lists_sources_with_the_password_redacted(tmp_path: Path) -
         "  source driveway: rtsp://admin:***@cam.local:554/stream1",
         "  source porch: rtsp://cam2.local/audio",
         "  source kitchen: device 'pulse'",
+        "  source gate: http://cam3/cgi?cmd=Snap&user=admin&password=***",
     ]
+    # As run does before loading the model: a stream needs ffmpeg; without it, one line and exit 1.
+    proc = check_config(ok, env={**os.environ, "PATH": str(tmp_path)})
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr == f"{ok}: source driveway: 'ffmpeg' not found: network streams are read by ffmpeg " \
+                          "(apt-get install ffmpeg)\n"
     with pytest.raises(ConfigError) as info:
         parse_config({"labels": [{"name": "beep"}], "sources": [
             {"name": "cam", "url": f"rtsp://u:{SECRET}@cam/x", "password_env": "CAM_PASSWORD"}]})
@@ -117,9 +134,9 @@ def write_raw(path: Path, sources: list[dict[str, Any]], **sections: Any) -> Pat
     return path
 
 
-def check_config(path: Path) -> subprocess.CompletedProcess[str]:
+def check_config(path: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "monitor", "check-config", str(path)], capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, env=env)
 
 
 # --- the fair queue --------------------------------------------------------------------------------------------

@@ -35,9 +35,10 @@ def http_get(port: int, path: str) -> tuple[int, str]:
         return err.code, err.read().decode()
 
 
-def metric(text: str, name: str, source: str) -> float | None:
+def metric(text: str, name: str, source: str, label: str | None = None) -> float | None:
+    labels = (f'label="{label}",' if label is not None else "") + f'source="{source}"'  # as the text sorts them
     for line in text.splitlines():
-        if line.startswith(f'{name}{{source="{source}"}} '):
+        if line.startswith(f"{name}{{{labels}}} "):
             return float(line.split()[-1])
     return None
 
@@ -47,7 +48,7 @@ def test_every_source_has_its_events_states_availability_device_metrics_and_clip
     port = free_port()
     cfg = sources_config(tmp_path, [
         {"name": "kitchen", "url": "rtsp://cam/kitchen"},
-        {"name": "front-door", "url": "rtsp://cam/door", "labels": ["beep"]},
+        {"name": "front-door", "url": "rtsp://cam/door", "labels": ["beep"], "thresholds": {"beep": 0.7}},
     ], broker, metrics={"port": port}, clips={"enabled": True, "folder": str(tmp_path / "clips"),
                                                "pre_roll_seconds": 0, "post_roll_seconds": 0})
     feeds, plans = feeds_for(cfg)
@@ -83,6 +84,12 @@ def test_every_source_has_its_events_states_availability_device_metrics_and_clip
             assert metric(text, "sound_monitor_source_windows_total", "kitchen") == 1.0
             assert metric(text, "sound_monitor_source_windows_dropped_total", "kitchen") == 0.0
             assert metric(text, "sound_monitor_source_level_dbfs", "kitchen") == pytest.approx(-9.03, abs=0.01)
+            # Each source's labels, with its own thresholds and its own latest scores.
+            assert metric(text, "sound_monitor_threshold", "kitchen", "buzz") == 0.5
+            assert metric(text, "sound_monitor_threshold", "front-door", "beep") == 0.7
+            assert metric(text, "sound_monitor_threshold", "front-door", "buzz") is None
+            assert metric(text, "sound_monitor_score", "front-door", "beep") is not None
+            assert metric(text, "sound_monitor_score", "front-door", "buzz") is None
             seen = len(windows_of(run, "kitchen"))
             feeds["kitchen"].feed(quiet(0.5))
             wait_for(lambda: len(windows_of(run, "kitchen")) > seen, message="kitchen stopped with the door")
@@ -110,7 +117,7 @@ def test_every_source_has_its_events_states_availability_device_metrics_and_clip
     assert json.loads(kept["front-door/input"])["state"] == "up"
     assert json.loads(kept["config"])["sources"] == [
         {"name": "kitchen", "kind": "url", "labels": {"beep": 0.5, "buzz": 0.5}},
-        {"name": "front-door", "kind": "url", "labels": {"beep": 0.5}}]
+        {"name": "front-door", "kind": "url", "labels": {"beep": 0.7}}]
 
 
 def test_a_source_taken_out_of_the_config_loses_its_entities_and_retained_topics(tmp_path: Path,
@@ -151,11 +158,11 @@ def test_home_assistant_gets_a_device_per_source_linked_to_the_node(tmp_path: Pa
         "binary_sensor/front_door--connectivity", "binary_sensor/status",
     ])
     beep = configs["binary_sensor/front_door-beep"]
-    assert beep["device"]["identifiers"] == [f"{node}_front_door"]
+    assert beep["device"]["identifiers"] == [f"{node}-front_door"]
     assert beep["device"]["via_device"] == node
     assert beep["device"]["name"] == "Sound monitor test-node front-door"
     assert beep["state_topic"] == f"{PREFIX}/front-door/beep/state"
-    assert beep["unique_id"] == f"{node}_front_door_beep_sound"
+    assert beep["unique_id"] == f"{node}-front_door-beep_sound"
     assert beep["availability_mode"] == "all"
     assert [a["topic"] for a in beep["availability"]] == [f"{PREFIX}/availability", f"{PREFIX}/front-door/availability"]
     conn = configs["binary_sensor/kitchen--connectivity"]

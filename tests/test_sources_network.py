@@ -133,14 +133,17 @@ def test_two_network_sources_and_a_local_one_with_a_camera_killed_and_back(
                 sub.wait_for(f"{PREFIX}/driveway/events", lambda m: m.json()["type"] == "end", since=mark)
                 health = wait_for(lambda: http_get(port, "/healthz"))
                 assert health[0] == 200 and health[1].startswith("degraded: ") and "driveway is down" in health[1]
-                # It is retried (a new ffmpeg each time, one at a time) while the others go on scoring.
-                wait_for(lambda: len(watch.pids["av"]) >= 3, message=lambda: f"ffmpeg runs: {dict(watch.pids)}")
+                # It is retried (a new ffmpeg each time, one at a time) while the others go on scoring. The camera
+                # stays off for about 30 s: the first run and five retries, after backoffs of 1, 2, 4, 8 and 16 s
+                # (each less up to 20 % jitter), counted as processes, not timed.
+                wait_for(lambda: len(watch.pids["av"]) >= 6, timeout=180,
+                         message=lambda: f"ffmpeg runs: {dict(watch.pids)}")
                 wait_for(lambda: len(starts(mon.lines, "garden")) >= seen + 8, message="the garden stopped")
 
                 mark = len(sub.messages())
-                rtsp.start()  # the same port: the camera is back
+                rtsp.start()  # the same port: the camera is back, found at the next retry (32 s of backoff at most)
                 for name in ("driveway", "porch"):
-                    sub.wait_for(f"{PREFIX}/{name}/availability", lambda m: m.text == "online", since=mark)
+                    sub.wait_for(f"{PREFIX}/{name}/availability", lambda m: m.text == "online", since=mark, timeout=180)
                     again = sub.wait_for(f"{PREFIX}/{name}/events", lambda m: m.json()["type"] == "start", since=mark)
                     assert again.json()["source"] == name  # its detection resumed, no restart of the monitor
                 wait_for(lambda: "driveway" not in (http_get(port, "/healthz") or (0, "driveway"))[1])

@@ -72,6 +72,11 @@ def test_credentials_are_encoded_into_the_url_and_redacted_everywhere() -> None:
     assert redact(f"[rtsp @ 0x1] {url}: 401; also {PASSWORD}", (PASSWORD,)) == (
         "[rtsp @ 0x1] rtsp://***@cam.local:554/ch1?x=1: 401; also ***"
     )
+    # A user name alone keeps the password written in the URL (dropping it was a silent 401).
+    assert with_credentials("rtsp://admin:pw%40x@cam/x", "viewer", None) == "rtsp://viewer:pw%40x@cam/x"
+    # Cameras that take the password in the query string (Reolink, Foscam) are redacted too.
+    assert redact("http://cam/cgi?cmd=Snap&user=admin&password=Top%20S&pwd=x;token=t") == (
+        "http://cam/cgi?cmd=Snap&user=admin&password=***&pwd=***;token=***")
     stderr = [
         "[wav @ 0x55f296370980] Packet corrupt (stream = 0, dts = NOPTS).",
         "Guessed Channel Layout for Input Stream #0.0 : mono",

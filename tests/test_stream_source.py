@@ -8,6 +8,7 @@ import logging
 import os
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -145,6 +146,20 @@ def test_every_sample_arrives_exactly_and_a_finished_stream_ends_without_reconne
     expected = np.round(tone(5, RATE) * 32767) / 32768
     np.testing.assert_allclose(reader.audio(), expected, atol=1.5 / 32768)
     assert source.processes_started == 1 and source.state == "down" and source.last_error == "the stream ended"
+
+
+@pytest.mark.parametrize("as_url", [False, True])
+def test_a_file_plays_once_at_its_own_pace_then_ends(sources, tmp_path: Path, as_url: bool) -> None:
+    path = write_wav(tmp_path / "three.wav", tone(3, RATE), RATE)
+    source = sources(path.as_uri() if as_url else str(path))
+    started = time.monotonic()
+    reader = Reader(source)
+    assert "-re" in running_argv(source)
+    wait_for(lambda: reader.ended, message=lambda: f"{source.state}: {source.last_error}")
+    # A lower bound only: a busy machine makes this slower, never faster. Without -re it took ~0.1 s.
+    assert time.monotonic() - started >= 2.0
+    assert reader.samples == pytest.approx(3 * RATE, abs=RATE // 10)
+    assert source.processes_started == 1 and source.reopens == 0 and source.last_error == "the file ended"
 
 
 def test_the_windowing_stage_cuts_windows_from_a_stream_and_its_stop_ends_ffmpeg(sources, rtsp) -> None:

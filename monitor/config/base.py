@@ -9,6 +9,7 @@ be created) run only when validation is given the context :data:`CHECK_FILES` â€
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -59,17 +60,29 @@ Problem = tuple[Sequence[str | int], str, Any]
 """One problem found by a cross-field check: (location, message, the value at fault)."""
 
 
-def problems(title: str, found: Sequence[Problem]) -> ValidationError:
+def problems(title: str, found: Sequence[Problem], carried: ValidationError | None = None) -> ValidationError:
     """A validation error holding each problem at its own location, for checks that span several fields.
 
     A plain ``ValueError`` is reported at the field or model that raised it (``(top level)`` for the whole
     file); raised from a validator, this error keeps each location, which pydantic prefixes with the validated
-    field's own path, so the user reads ``labels[1].name`` instead.
+    field's own path, so the user reads ``labels[1].name`` instead. ``carried``: the errors a wrap validator's
+    inner validation found, reported along (each keeps its type, so the usual wording applies).
     """
     # The message goes through the context: as the template itself, a '{}' in it would be a placeholder.
-    details = [InitErrorDetails(type=PydanticCustomError("config", "{message}", {"message": message}),
-                                loc=tuple(loc), input=value) for loc, message, value in found]
+    inner = carried.errors() if carried is not None else []
+    details = [InitErrorDetails(type=PydanticCustomError(err["type"], "{message}", {"message": err["msg"]}),
+                                loc=err["loc"], input=err.get("input")) for err in inner]
+    details += [InitErrorDetails(type=PydanticCustomError("config", "{message}", {"message": message}),
+                                 loc=tuple(loc), input=value) for loc, message, value in found]
+    if carried is not None:  # entry by entry (list items), whichever check found it; the rest first
+        details.sort(key=lambda d: d["loc"][0] if d["loc"] and isinstance(d["loc"][0], int) else -1)
     return ValidationError.from_exception_data(title, details)
+
+
+def slugify(name: str) -> str:
+    """Turn a label name into an MQTT/Home Assistant safe id: lower case, ``[a-z0-9_]`` only."""
+    slug = re.sub(r"[^a-z0-9]+", "_", name.strip().lower()).strip("_")
+    return slug or "label"
 
 
 def host_name() -> str:

@@ -8,19 +8,25 @@ problem at once with its location, which is exactly what ``check-config`` needs.
 
 from __future__ import annotations
 
-import re
 import string
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Gt, Le
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    Field,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
 
 from monitor.config import files
-from monitor.config.base import Problem, Strict, checks_files, host_name, problems
+from monitor.config.base import Problem, Strict, checks_files, host_name, problems, slugify
 from monitor.config.examples import ExamplesConfig
 from monitor.config.integrations import ClipsConfig, HomeAssistantConfig, MetricsConfig, MqttConfig
-from monitor.config.sources import MAX_SOURCES, SourceConfig
+from monitor.config.sources import MAX_SOURCES, SourceConfig, cross_source_problems
 
 __all__ = [
     "DEFAULT_BACKGROUND", "DEFAULT_MODEL", "DEFAULT_PROMPT_TEMPLATE", "MODEL_SAMPLE_RATE", "AudioConfig",
@@ -32,12 +38,6 @@ DEFAULT_MODEL = "laion/clap-htsat-unfused"
 DEFAULT_PROMPT_TEMPLATE = "This is a sound of {}."
 DEFAULT_BACKGROUND = ["silence", "speech", "music", "ambient noise"]
 MODEL_SAMPLE_RATE = 48_000
-
-
-def slugify(name: str) -> str:
-    """Turn a label name into an MQTT/Home Assistant safe id: lower case, ``[a-z0-9_]`` only."""
-    slug = re.sub(r"[^a-z0-9]+", "_", name.strip().lower()).strip("_")
-    return slug or "label"
 
 
 class LabelConfig(Strict):
@@ -214,32 +214,23 @@ class Config(Strict):
             raise problems("background", found)
         return background
 
-    @field_validator("sources")
+    # A wrap validator: names and label references are checked on the raw entries even when some entry has
+    # problems of its own, so check-config lists every problem at once.
+    @field_validator("sources", mode="wrap")
     @classmethod
-    def _sources_consistent(cls, sources: list[SourceConfig] | None, info: ValidationInfo) -> list[SourceConfig] | None:
-        if sources is None:
-            return None
+    def _sources_consistent(cls, value: Any, handler: ValidatorFunctionWrapHandler,
+                            info: ValidationInfo) -> list[SourceConfig] | None:
+        own: ValidationError | None = None
+        try:
+            sources = handler(value)
+        except ValidationError as exc:
+            own, sources = exc, None
         known: set[str] = set()
         for lbl in info.data.get("labels") or []:  # declared first: here when valid
             known |= {lbl.name.casefold(), lbl.slug}
-        found: list[Problem] = []
-        names: dict[str, str] = {}
-        for i, src in enumerate(sources):
-            if src.source_id in names:
-                other = names[src.source_id]
-                why = f"'{src.name}' is used twice" if other == src.name else \
-                    f"'{src.name}' and '{other}' have the same id '{src.source_id}'"
-                found.append(([i, "name"], why, src.name))
-            names.setdefault(src.source_id, src.name)
-            if known:
-                for j, key in enumerate(src.labels or []):
-                    if key.strip().casefold() not in known:
-                        found.append(([i, "labels", j], f"'{key}' is not one of the labels", key))
-                for key in src.thresholds:
-                    if key.strip().casefold() not in known:
-                        found.append(([i, "thresholds", key], f"'{key}' is not one of the labels", key))
-        if found:
-            raise problems("sources", found)
+        found = cross_source_problems(value, known)
+        if own is not None or found:
+            raise problems("sources", found, carried=own)
         return sources
 
     @model_validator(mode="after")

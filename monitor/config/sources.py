@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import SplitResult, urlsplit
 
 from annotated_types import Ge, Le
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from monitor.config.base import PasswordEnv, PasswordFile, Problem, Strict, checks_files, problems
+from monitor.config.base import PasswordEnv, PasswordFile, Problem, Strict, checks_files, problems, slugify
+from monitor.redaction import redact_query
 
-__all__ = ["MAX_SOURCES", "NETWORK_SCHEMES", "RESERVED_NAMES", "SourceConfig", "redact_url", "url_problem"]
+__all__ = ["MAX_SOURCES", "NETWORK_SCHEMES", "RESERVED_NAMES", "SourceConfig", "cross_source_problems", "redact_url",
+           "url_problem"]
 
 MAX_SOURCES = 32
 """Sources one monitor listens to: each costs a windowing thread, a reader, a detector and a share of the model."""
@@ -33,13 +35,15 @@ DEVICE_ONLY = ("samplerate", "channels")
 
 
 def redact_url(url: str) -> str:
-    """``url`` with the password of its user info replaced by ``***`` (safe to log or print)."""
+    """``url`` with the password of its user info and secret-looking query values (``?password=``) replaced by
+    ``***`` (safe to log or print)."""
+    redacted = redact_query(url)
     try:
-        parts = urlsplit(url)
+        parts = urlsplit(redacted)
     except ValueError:
         return "<unparsable URL>"
     if parts.password is None:
-        return url
+        return redacted
     user = parts.username or ""
     host = parts.netloc.rpartition("@")[2]
     return parts._replace(netloc=f"{user}:***@{host}").geturl()
@@ -74,6 +78,8 @@ def url_problem(url: str, check_files: bool = False) -> str | None:
         elif scheme in NETWORK_SCHEMES:
             if not parts.hostname:
                 return f"a {scheme} URL needs a host ({scheme}://host[:port]/path)"
+            if any(c.isspace() for c in url):
+                return "has a space in it (write a space in a URL as %20)"
             path = None
         else:
             allowed = ", ".join(NETWORK_SCHEMES)
@@ -145,6 +151,8 @@ class SourceConfig(Strict):
         kind = "url" if "device" in given else "device"
         found: list[Problem] = [([k], f"only for {kind} sources", None)
                                 for k in (URL_ONLY if "device" in given else DEVICE_ONLY) if k in given]
+        if self.url is not None and self.url.split("://", 1)[0].lower() not in ("rtsp", "rtsps"):
+            found += [([k], "only for rtsp:// URLs", None) for k in ("transport", "audio_only") if k in given]
         if self.url is not None and self.password_file is not None and self.password_env is not None:
             found.append((["password_env"], "give password_file or password_env, not both", None))
         if self.url is not None and _has_password(self.url) and (self.password_file or self.password_env):
@@ -175,3 +183,45 @@ def _has_password(url: str) -> bool:
         return urlsplit(url).password is not None
     except ValueError:
         return False
+
+
+def cross_source_problems(raw: Any, known: set[str]) -> list[Problem]:
+    """What spans the entries of a raw ``sources`` list: names that are the same id, and labels (in ``labels`` or
+    ``thresholds``) that are not in ``known`` (names casefolded and ids; empty: labels not checked).
+
+    It reads the raw entries, not validated ones, so it still runs when an entry has problems of its own;
+    whatever is not the expected type is left to the entry's own validation.
+    """
+    found: list[Problem] = []
+    names: dict[str, str] = {}
+    for i, entry in enumerate(raw if isinstance(raw, list) else []):
+        if not isinstance(entry, dict):
+            continue
+        name = entry.get("name")
+        if isinstance(name, str):
+            sid = name.replace("-", "_")
+            if sid in names:
+                other = names[sid]
+                why = f"'{name}' is used twice" if other == name else f"'{name}' and '{other}' have the same id '{sid}'"
+                found.append(([i, "name"], why, name))
+            names.setdefault(sid, name)
+        if not known:
+            continue
+        subset, thresholds = entry.get("labels"), entry.get("thresholds")
+        subset = [k for k in subset if isinstance(k, str)] if isinstance(subset, list) else None
+        for j, key in enumerate(subset or []):
+            if key.strip().casefold() not in known:
+                found.append(([i, "labels", j], f"'{key}' is not one of the labels", key))
+        spelled: dict[str, str] = {}  # label id -> the key that named it first
+        for key in thresholds if isinstance(thresholds, dict) else {}:
+            if not isinstance(key, str):
+                continue
+            label = slugify(key)  # a name and its id both give the label's id
+            if key.strip().casefold() not in known:
+                found.append(([i, "thresholds", key], f"'{key}' is not one of the labels", key))
+            elif label in spelled:
+                found.append(([i, "thresholds", key], f"the same label as '{spelled[label]}'", key))
+            elif subset is not None and label not in {slugify(k) for k in subset}:
+                found.append(([i, "thresholds", key], f"'{key}' is not in this source's labels", key))
+            spelled.setdefault(label, key)
+    return found

@@ -17,8 +17,8 @@ from monitor.labels import Label, LabelSet
 
 
 def _matches(label: Label, key: str) -> bool:
-    key = key.strip()
-    return key.casefold() == label.name.casefold() or key == label.label_id
+    key = key.strip().casefold()  # as the config check compares: "DOG_BARKING" names dog_barking there and here
+    return key == label.name.casefold() or key == label.label_id
 
 
 def source_labels(labels: LabelSet, source: SourceConfig | None) -> tuple[Label, ...]:

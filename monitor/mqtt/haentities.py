@@ -65,7 +65,8 @@ class Entities:
             return self.node_device
         node_ids = self.node_device["identifiers"]
         return {
-            "identifiers": [f"{node_ids[0]}_{source.source_id}"],
+            # '-' is in neither a node id nor a source id, so (node, source) pairs never share an identifier.
+            "identifiers": [f"{node_ids[0]}-{source.source_id}"],
             "name": f"{self.node_device['name']} {source.name}",
             "model": self.node_device["model"],
             "manufacturer": self.node_device["manufacturer"],
@@ -97,8 +98,11 @@ class Entities:
         return f"{source.source_id}{'--' if own else '-'}{key}"
 
     def _unique(self, key: str, source: SourceConfig | None) -> str:
-        middle = f"{source.source_id}_" if source is not None and source.name else ""
-        return f"sound_monitor_{self.topics.node_id}_{middle}{key}"
+        # A named source's ids join with '-', which no node, source or label id contains: with '_', source
+        # "front" + label "door bell" and source "front-door" + label "bell" would share one unique_id.
+        if source is None or not source.name:
+            return f"sound_monitor_{self.topics.node_id}_{key}"
+        return f"sound_monitor_{self.topics.node_id}-{source.source_id}-{key}"
 
     # --- entities ----------------------------------------------------------------------------------
     def label_configs(self, label: Label, source: SourceConfig | None = None) -> Configs:

@@ -10,7 +10,7 @@ scores) is recorded by window and event listeners on the main thread.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -18,6 +18,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from monitor import __version__
+from monitor.config import SourceConfig
+from monitor.core.sourcerules import source_labels
 from monitor.labels import LabelRegistry
 from monitor.records import Event, ScoredWindow
 from monitor.sinks import Sink
@@ -76,21 +78,31 @@ class _MonitorCollector(Collector):
         yield from _source_series(st)
         last = o.last_window
         if last is not None:
-            yield gauge("level_dbfs", "RMS level of the latest window (dBFS).", last.dbfs)
-        labels = o.registry.applied()
-        last_scores = o.last_scores
-        scores = GaugeMetricFamily("sound_monitor_score", "Latest score of each label that can fire.",
-                                   labels=["label"])
-        thresholds = GaugeMetricFamily("sound_monitor_threshold", "Current threshold of each label.", labels=["label"])
-        for lbl in labels.labels:
-            if lbl.name in last_scores:
-                scores.add_metric([lbl.name], last_scores[lbl.name])
-            thresholds.add_metric([lbl.name], lbl.threshold)
-        yield scores
-        yield thresholds
+            yield gauge("level_dbfs", "RMS level of the latest window of any source (dBFS).", last.dbfs)
+        yield from _label_series(o)
         info = GaugeMetricFamily("sound_monitor_info", "Version, model and node.", labels=["version", "model", "node"])
         info.add_metric([__version__, o.model, o.node], 1.0)
         yield info
+
+
+def _label_series(o: Metrics) -> Iterator[Metric]:
+    """Latest score and threshold of each label a source can fire on (label ``source`` and ``label``): a source
+    detects its own subset with its own threshold overrides."""
+    labels = o.registry.applied()
+    last_scores = o.last_scores
+    scores = GaugeMetricFamily("sound_monitor_score", "Latest score of each label that can fire, per source.",
+                               labels=["source", "label"])
+    thresholds = GaugeMetricFamily("sound_monitor_threshold", "Current threshold of each label, per source.",
+                                   labels=["source", "label"])
+    for src in o.sources:
+        name = src.name or DEFAULT_SOURCE
+        latest = last_scores.get(name, {})
+        for lbl in source_labels(labels, src):
+            if lbl.name in latest:
+                scores.add_metric([name, lbl.name], latest[lbl.name])
+            thresholds.add_metric([name, lbl.name], lbl.threshold)
+    yield scores
+    yield thresholds
 
 
 def _source_series(st: PipelineStats) -> Iterator[Metric]:
@@ -131,11 +143,13 @@ class Metrics(Sink):
         bind: str | None = None,
         port: int | None = None,
         clips: ClipRecorder | None = None,
+        sources: Sequence[SourceConfig] = (),
         timeout: float = 5.0,
         max_connections: int = 256,
     ) -> None:
         self.stats = stats
         self.clips = clips
+        self.sources = list(sources)  # whose labels and thresholds /metrics shows (the configs: static)
         self.health = health
         self.registry = registry
         self.model = model
@@ -154,7 +168,8 @@ class Metrics(Sink):
         self.source_events = Counter("sound_monitor_source_events", "Detection events per source.",
                                      ["source", "label", "type"], registry=self.prom)
         self.last_window: ScoredWindow | None = None
-        self.last_scores: dict[str, float] = {}  # replaced whole (never mutated), so the HTTP thread reads it safely
+        # source name -> its latest scores; replaced whole (never mutated), so the HTTP thread reads it safely
+        self.last_scores: dict[str, dict[str, float]] = {}
         self.prom.register(_MonitorCollector(self))
 
     def start(self) -> None:
@@ -185,7 +200,7 @@ class Metrics(Sink):
         self.last_window = window
         if not window.skipped and window.scores:
             self.inference_seconds.observe(window.inference_seconds)
-            self.last_scores = window.scores
+            self.last_scores = {**self.last_scores, window.source or DEFAULT_SOURCE: window.scores}
 
     def on_event(self, event: Event) -> None:
         """Count one event (main thread)."""

@@ -90,10 +90,15 @@ class TimelineRecorder(Sink):
             return
         for source, path in self.paths().items():
             try:
-                self.render(path, min_dbfs=self.min_dbfs, source=source)
+                self.render(path, min_dbfs=self.gate(source), source=source)
                 log.info("plot written to %s", path)
             except Exception:
                 log.exception("cannot draw the plot %s", path)
+
+    def gate(self, source: str) -> float | None:
+        """The loudness gate drawn on ``source``'s plot: its own ``min_dbfs``, else ``audio.min_dbfs``."""
+        own = self.sources[source].min_dbfs if source in self.sources else None
+        return own if own is not None else self.min_dbfs
 
     def paths(self) -> dict[str, Path]:
         """Source → the file its plot goes to: ``path`` for the unnamed source, ``<stem>-<source><suffix>`` else."""

@@ -19,7 +19,9 @@ import select
 import shutil
 import subprocess
 from collections import deque
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+from monitor.redaction import redact_query
 
 __all__ = [
     "FfmpegProcess",
@@ -59,8 +61,9 @@ class StreamError(Exception):
 
 
 def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """``text`` with every ``scheme://user:pass@`` turned into ``scheme://***@`` and every secret into ``***``."""
-    text = _USERINFO.sub(r"\g<scheme>***@", text)
+    """``text`` with every ``scheme://user:pass@`` turned into ``scheme://***@``, every secret-looking query value
+    (``?password=``) and every secret into ``***``."""
+    text = redact_query(_USERINFO.sub(r"\g<scheme>***@", text))
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
@@ -86,15 +89,23 @@ def check_url(url: str) -> str:
     return scheme
 
 
+def is_file(scheme: str) -> bool:
+    """Whether a URL of ``scheme`` (as :func:`check_url` returns it) names a file, which ends, rather than a stream."""
+    return scheme in ("", "file")
+
+
 def with_credentials(url: str, username: str | None, password: str | None) -> str:
-    """``url`` with ``username``/``password`` (percent-encoded) as its user info; unchanged if neither is given."""
+    """``url`` with ``username``/``password`` (percent-encoded) as its user info; unchanged if neither is given.
+    A password written in the URL stays when only ``username`` is given (dropping it would be a silent 401)."""
     if username is None and password is None:
         return url
     parts = urlsplit(url)
     host = parts.netloc.rpartition("@")[2]
-    userinfo = quote(username or "", safe="")
+    userinfo = quote(username, safe="") if username is not None else quote(unquote(parts.username or ""), safe="")
     if password is not None:
         userinfo += ":" + quote(password, safe="")
+    elif parts.password is not None:
+        userinfo += ":" + parts.password  # as written (already percent-encoded)
     return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}"))
 
 
@@ -134,14 +145,16 @@ def find_ffmpeg(ffmpeg: str) -> str:
 
 
 def ffmpeg_command(
-    ffmpeg: str, url: str, scheme: str, *, rate: int, audio_only: bool, transport: str | None, io_timeout: float
+    ffmpeg: str, url: str, scheme: str, *, rate: int, audio_only: bool, transport: str | None, io_timeout: float,
+    realtime: bool = False,
 ) -> list[str]:
     """ffmpeg's argv: read ``url``, decode only its first audio track, write mono s16le at ``rate`` to stdout.
 
     ``audio_only`` asks an RTSP server for the audio track alone (``-allowed_media_types audio``), so no video
     crosses the network; otherwise the full stream is read and the video packets are dropped undecoded
     (``-map 0:a:0 -vn``). ``io_timeout`` (s) bounds every socket read, so a half-open connection (a camera that
-    rebooted behind a NAT) ends the process instead of hanging it.
+    rebooted behind a NAT) ends the process instead of hanging it. ``realtime`` (a file) reads at the audio's own
+    pace (``-re``): a live run takes a file as a stand-in for a live input, not a dataset to race through.
     """
     micros = str(max(1, round(io_timeout * 1e6)))
     args = [ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "warning"]
@@ -153,6 +166,8 @@ def ffmpeg_command(
         args += [rtsp_timeout_option(ffmpeg), micros]
     elif scheme in NETWORK_SCHEMES:
         args += ["-rw_timeout", micros]
+    if realtime:
+        args += ["-re"]
     args += ["-i", url, "-map", "0:a:0", "-vn", "-sn", "-dn"]
     # -flush_packets: every decoded packet reaches the pipe at once (low latency; the no-data watchdog sees it).
     args += ["-ac", "1", "-ar", str(rate), "-f", "s16le", "-flush_packets", "1", "pipe:1"]

@@ -20,12 +20,14 @@ from urllib.parse import quote, unquote, urlsplit
 import numpy as np
 
 from monitor.records import InputState, utc_now_iso
+from monitor.redaction import query_secrets
 from monitor.sources.ffmpeg import (
     FfmpegProcess,
     StreamError,
     check_url,
     ffmpeg_command,
     find_ffmpeg,
+    is_file,
     is_network_error,
     read_secret,
     redact,
@@ -52,7 +54,8 @@ def backoff_delay(failures: int, first: float, maximum: float, jitter: float, ra
 
 
 class StreamSource:
-    """An :class:`~monitor.core.windowing.AudioSource` reading ``url`` through ffmpeg, reconnecting forever.
+    """An :class:`~monitor.core.windowing.AudioSource` reading ``url`` through ffmpeg, reconnecting forever (a
+    file, a path or ``file:``, is read once at its own pace and ends: ``reconnect`` None means "not for a file").
 
     Other threads may read ``input_state`` (an :class:`~monitor.records.InputState` snapshot, up or down, as
     ReopeningSource has it for ``/healthz`` and MQTT), ``state`` (``connecting`` until the first audio, ``up``,
@@ -93,7 +96,7 @@ class StreamSource:
         stable_seconds: float = 30.0,
         buffer_seconds: float = 10.0,
         kill_grace: float = 2.0,
-        reconnect: bool = True,
+        reconnect: bool | None = None,
         wait_while_down: bool = True,
         ffmpeg: str = "ffmpeg",
     ) -> None:
@@ -104,7 +107,8 @@ class StreamSource:
             raise ValueError("stream delays and timeouts must be positive, first_delay <= max_delay, jitter in [0, 1)")
         self._url = with_credentials(url, username, password)
         in_url = urlsplit(self._url).password  # percent-encoded as written
-        secrets = {password, in_url, in_url and unquote(in_url), password and quote(password, safe="")}
+        secrets = {password, in_url, in_url and unquote(in_url), password and quote(password, safe=""),
+                   *query_secrets(self._url)}
         self._secrets = tuple(sorted((s for s in secrets if s), key=len, reverse=True))  # longest first
         self.url = redact(self._url, self._secrets)  # safe to show
         self.name = name or self.url
@@ -115,7 +119,9 @@ class StreamSource:
         self.io_timeout, self.start_timeout, self.no_data_timeout = io_timeout, start_timeout, no_data_timeout
         self.first_delay, self.max_delay, self.jitter = first_delay, max_delay, jitter
         self.stable_seconds, self.kill_grace = stable_seconds, kill_grace
-        self.reconnect, self.wait_while_down = reconnect, wait_while_down
+        self.is_file = is_file(self.scheme)
+        self.reconnect = not self.is_file if reconnect is None else reconnect
+        self.wait_while_down = wait_while_down
         self.media: Literal["audio", "full"] = "audio" if audio_only and self.scheme in ("rtsp", "rtsps") else "full"
         self._media_proven = False  # the current media mode has delivered audio: never fall back from it
         self._media_failures = 0
@@ -193,7 +199,7 @@ class StreamSource:
     def _attempt(self) -> str:
         """Run one ffmpeg until it ends, stalls or we stop; the reason it ended."""
         argv = ffmpeg_command(self._ffmpeg, self._url, self.scheme, rate=self.rate, audio_only=self.media == "audio",
-                              transport=self.transport, io_timeout=self.io_timeout)
+                              transport=self.transport, io_timeout=self.io_timeout, realtime=self.is_file)
         try:
             proc = FfmpegProcess(argv, self._secrets)
         except OSError as exc:
@@ -246,7 +252,8 @@ class StreamSource:
             said = f"{said or 'ffmpeg gave up'} (no answer for {self.io_timeout:g} s)"  # ffmpeg's timeout is vague
         if got == 0 and self.media == "audio" and not self._media_proven and not is_network_error(said):
             self._media_failures += 1
-        return said or ("the stream ended" if code == 0 else f"ffmpeg exited with code {code}")
+        ended = "the file ended" if self.is_file else "the stream ended"
+        return said or (ended if code == 0 else f"ffmpeg exited with code {code}")
 
     def _failed(self, error: str) -> None:
         self.failures += 1
