@@ -4,10 +4,12 @@ is in test_stream_source.py.)"""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
-from monitor.sources.ffmpeg import StreamError, condense, redact, with_credentials
+from monitor.sources.ffmpeg import FfmpegProcess, StreamError, condense, redact, with_credentials
 from monitor.sources.stream import StreamSource, backoff_delay
 from monitor.sources.streambuffer import SampleBuffer
 
@@ -87,3 +89,25 @@ def test_credentials_are_encoded_into_the_url_and_redacted_everywhere() -> None:
     assert condense(["Stream map '0:a:0' matches no streams.", "To ignore this, add a trailing '?' to the map."]) == (
         "the stream has no audio track"
     )
+
+
+def test_ffmpegs_stderr_is_redacted_before_it_is_shortened_and_an_overlong_line_is_dropped_whole() -> None:
+    secret = "S3CRET-HALF-ONE:S3CRET-HALF-TWO"
+    near_cut = "x" * 285 + f"rtsp://admin:{secret}@cam/x"  # the 300-character cut falls inside the password
+    overlong = "y" * 8180 + secret + "z" * 5000  # past the line bound, with the password across it
+    script = (
+        "import os, sys\n"
+        f"os.write(2, {near_cut!r}.encode() + b'\\n')\n"
+        f"data = {overlong!r}.encode() + b'\\n'\n"
+        "for i in range(0, len(data), 1000):\n"
+        "    os.write(2, data[i:i + 1000])\n"
+        "os.write(2, b'[rtsp @ 0x1] method DESCRIBE failed: 401 Unauthorized\\n')\n"
+    )
+    proc = FfmpegProcess([sys.executable, "-c", script], (secret,))
+    while proc.read(5.0) is not None:
+        pass
+    proc.close(5.0)
+    lines = list(proc.stderr_tail)
+    assert all("S3CRET" not in line for line in lines), lines
+    assert lines[0] == ("x" * 285 + "rtsp://***@cam/x")[:300] and len(lines) == 2  # the overlong line is gone, not cut
+    assert proc.error() == "rtsp: method DESCRIBE failed: 401 Unauthorized"

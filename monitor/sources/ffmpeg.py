@@ -39,6 +39,7 @@ NETWORK_SCHEMES = {"rtsp", "rtsps", "http", "https", "rtmp", "rtmps", "tcp", "ud
 FILE_SCHEMES = {"file", "pipe"}
 STDERR_LINES = 20  # the tail of ffmpeg's stderr kept per process (bounded)
 STDERR_LINE_CHARS = 300
+STDERR_LINE_BYTES = 8192  # a longer stderr line is dropped (no ffmpeg message is that long)
 
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]*@")
 _CONTEXT = re.compile(r"^\[(?P<name>[\w-]+) @ 0x[0-9a-f]+\]\s*")  # "[rtsp @ 0x55d0...] " -> "rtsp: "
@@ -202,6 +203,7 @@ class FfmpegProcess:
         self.secrets = secrets
         self.stderr_tail: deque[str] = deque(maxlen=STDERR_LINES)
         self._partial = b""
+        self._overlong = False  # inside a stderr line longer than STDERR_LINE_BYTES
         # start_new_session: Ctrl-C in a terminal reaches the monitor, not ffmpeg, so that a shutdown is ours to
         # run (and is not mistaken for a failed stream). stdin is closed: ffmpeg must never wait for a key.
         self.proc = subprocess.Popen(
@@ -225,10 +227,21 @@ class FfmpegProcess:
 
     def _take_stderr(self, data: bytes) -> None:
         lines = re.split(rb"[\r\n]", self._partial + data)
-        self._partial = lines.pop()[-STDERR_LINE_CHARS:]  # an unfinished line waits for its end (bounded)
+        rest = lines.pop()  # an unfinished line waits for its end
+        if self._overlong:  # the end of a line too long to keep is dropped with it
+            if lines:
+                lines.pop(0)
+                self._overlong = False
+            else:
+                rest = b""
+        if len(rest) > STDERR_LINE_BYTES:
+            # Dropped whole, not cut: a cut could split a password, and neither half would be redacted.
+            rest, self._overlong = b"", True
+        self._partial = rest
         for raw in lines:
-            if raw.strip():
-                self.stderr_tail.append(redact(raw.decode("utf-8", "replace")[:STDERR_LINE_CHARS], self.secrets))
+            if raw.strip():  # redacted whole, then shortened (the same reason)
+                line = redact(raw.decode("utf-8", "replace"), self.secrets)
+                self.stderr_tail.append(line[:STDERR_LINE_CHARS])
 
     def error(self) -> str:
         """The last meaningful stderr line (redacted), ``""`` if ffmpeg said nothing useful."""
