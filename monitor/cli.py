@@ -164,6 +164,13 @@ def _bounded_int(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def _shots(text: str) -> int:
+    """An argparse type: ``evaluate --shots``, 1 to the few-shot module's bound (imported only when given)."""
+    from monitor.offline.fewshot import MAX_SHOTS
+
+    return _bounded_int(1, MAX_SHOTS)(text)
+
+
 def _prompt_template(text: str) -> str:
     """An argparse type: a template that formats every label, by the config's ``prompt_template`` check."""
     from monitor.config.schema import prompt_template_problem
@@ -237,9 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=_bounded_int(1, 10_000_000), help="only the first N clips (a quick check)")
     p.add_argument("--prompt-template", type=_prompt_template, default=DEFAULT_PROMPT_TEMPLATE,
                    help="prompt for each class, with one '{}' (default: %(default)r)")
-    p.add_argument("--shots", type=int, metavar="K", help="also few-shot accuracy: K example clips per class, drawn "
+    p.add_argument("--shots", type=_shots, metavar="K", help="also few-shot accuracy: K example clips per class, drawn "
                    "from the other folds (or the other clips), scored as taught labels")
-    p.add_argument("--seed", type=int, default=0, help="seed of the --shots draw (default: %(default)s)")
+    p.add_argument("--seed", type=_bounded_int(0, 2**32 - 1), default=0,
+                   help="seed of the --shots draw (default: %(default)s)")
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
                    help="inference backend (onnx: --model is an exported folder; default: %(default)s)")
     p.set_defaults(func=cmd_evaluate)

@@ -247,6 +247,19 @@ def test_no_readable_clip_is_an_error(tiny_model: Path, tmp_path: Path, caplog: 
     assert not (tmp_path / "out" / "results.json").exists()
 
 
+@pytest.mark.parametrize(("option", "value", "says"), [
+    ("--shots", "0", "must be from 1 to 1000 (got 0)"),
+    ("--shots", "5000", "must be from 1 to 1000 (got 5000)"),
+    ("--seed", "-1", "must be from 0 to 4294967295 (got -1)"),
+])
+def test_few_shot_options_out_of_bounds_are_refused_before_anything_loads(option: str, value: str, says: str,
+                                                                          tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "monitor", "evaluate", str(tmp_path / "no-such-dataset"), option,
+                           value], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=monitor_env())
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines()[-1] == f"sound-monitor evaluate: error: argument {option}: {says}"
+
+
 @pytest.mark.parametrize("template", ["{}}", "no placeholder", "a {name}"])
 def test_a_bad_prompt_template_is_refused_in_one_line_like_other_bad_options(template: str, tmp_path: Path) -> None:
     # The config's prompt_template check: "{}}" has one "{}" yet crashes str.format on the first clip.
