@@ -14,7 +14,7 @@ from support.wait import wait_for
 from monitor.core.queues import DropOldestQueue
 from monitor.core.windowing import WindowStage
 from monitor.records import Window
-from monitor.sources.capture import Capture
+from monitor.sources.capture import Capture, rescan_devices
 from monitor.sources.reopening import ReopeningSource
 
 
@@ -142,3 +142,28 @@ def test_window_stage_follows_a_reopened_microphone_to_another_rate(pulse, tmp_p
     finally:
         stage.stop()
         stage.join(30)
+
+
+def test_a_rescan_never_closes_another_sources_microphone(pulse) -> None:
+    # Two local sources: one reopening (its device gone) must not rescan PortAudio under the other, whose stream
+    # Pa_Terminate would close; that other one's own reopen would then rescan under the first, and so on.
+    first = opener(pulse, [48000])()
+    second = opener(pulse, [48000])()
+    try:
+        assert rescan_devices() is False
+        for cap in (first, second):
+            written = cap.ring.written
+            wait_for(lambda cap=cap, written=written: cap.ring.written > written + 4800, timeout=30,
+                     message="a rescan closed an open microphone")
+        first.stop()
+        assert rescan_devices() is False  # the second is still open
+    finally:
+        first.stop()
+        second.stop()
+    assert rescan_devices() is True  # nothing open: devices plugged in since are listed from now on
+    third = opener(pulse, [48000])()  # and opening works after it
+    try:
+        written = third.ring.written
+        wait_for(lambda: third.ring.written > written + 4800, timeout=30, message="no audio after a rescan")
+    finally:
+        third.stop()

@@ -20,7 +20,7 @@ from monitor.config import AudioConfig, Config, SourceConfig
 from monitor.core.windowing import AudioSource
 from monitor.records import InputState, utc_now_iso
 from monitor.sourcerun import SourcePlan
-from monitor.sources.capture import Capture, CaptureError
+from monitor.sources.capture import Capture, CaptureError, rescan_devices
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +95,10 @@ class DeferredSource:
     lossless = False
 
     def __init__(self, name: str, open_source: Callable[[], AudioSource], error: str, rate: int,
-                 max_delay: float = 30.0) -> None:
+                 max_delay: float = 30.0, rescan: Callable[[], object] | None = None) -> None:
         self.name = name
         self._open = open_source
+        self._rescan = rescan  # before each try: PortAudio lists only the devices there when it started
         self.rate = rate  # a placeholder until opened: the windowing stage follows the real rate once it reads
         self.max_delay = max_delay
         self._inner: AudioSource | None = None
@@ -120,6 +121,8 @@ class DeferredSource:
         if self._interrupted.wait(self._delay):
             return None
         try:
+            if self._rescan is not None:
+                self._rescan()
             inner = self._open()
         except CaptureError as exc:
             error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -162,7 +165,8 @@ def _open_tolerant(src: SourceConfig, audio: AudioConfig) -> AudioSource:
     except CaptureError as exc:
         error = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         log.error("source %s: %s; the other sources go on, it is retried", src.name, error)
-        return DeferredSource(src.name, partial(open_local, src, audio), error, src.samplerate or 48000)
+        return DeferredSource(src.name, partial(open_local, src, audio), error, src.samplerate or 48000,
+                              rescan=rescan_devices)
 
 
 def source_plans(cfg: Config) -> list[SourcePlan]:

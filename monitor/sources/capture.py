@@ -51,23 +51,36 @@ class InputDevice:
     default_samplerate: float
 
 
-def rescan_devices() -> None:
+# PortAudio is not thread-safe: with several local sources, their windowing threads open, close and list devices
+# at any time. Every such call holds this lock (re-entrant: opening lists devices), and a rescan, which is
+# Pa_Terminate, would close every stream still open, other sources' microphones included, so it is refused then.
+_PORTAUDIO = threading.RLock()
+_open_streams = 0  # input streams open in this process (guarded by _PORTAUDIO)
+
+
+def rescan_devices() -> bool:
     """Make PortAudio enumerate devices again (it lists them only when initialised): a USB microphone
-    plugged back in is invisible until then. Only call with no stream open."""
+    plugged back in is invisible until then. Done only while no input stream is open in the process (False
+    otherwise): with another microphone open, a device that comes back is found once that one closes."""
     sd = _sd()
-    try:
-        sd._terminate()
-        sd._initialize()
-    except Exception as exc:  # noqa: BLE001 - private API; worst case the old device list stays
-        log.debug("PortAudio rescan failed: %s", exc)
+    with _PORTAUDIO:
+        if _open_streams:
+            return False
+        try:
+            sd._terminate()
+            sd._initialize()
+        except Exception as exc:  # noqa: BLE001 - private API; worst case the old device list stays
+            log.debug("PortAudio rescan failed: %s", exc)
+    return True
 
 
 def list_input_devices() -> list[InputDevice]:
     """All devices with at least one input channel."""
     sd = _sd()
-    hostapis = sd.query_hostapis()
+    with _PORTAUDIO:
+        hostapis, devices = sd.query_hostapis(), sd.query_devices()
     out = []
-    for dev in sd.query_devices():
+    for dev in devices:
         if dev["max_input_channels"] > 0:
             out.append(
                 InputDevice(
@@ -143,8 +156,9 @@ class Capture:
         ring_seconds: float = 10.0,
         stall_seconds: float = 5.0,
     ) -> None:
-        self.device = resolve_input_device(device)
-        self.rate, self.channels = self._pick_settings(samplerate, channels)
+        with _PORTAUDIO:
+            self.device = resolve_input_device(device)
+            self.rate, self.channels = self._pick_settings(samplerate, channels)
         self.stall_seconds = stall_seconds
         self._ring = RingBuffer(int(ring_seconds * self.rate))
         self._blocksize = max(1, int(self.rate * BLOCK_SECONDS))
@@ -192,21 +206,29 @@ class Capture:
 
     def start(self) -> None:
         """Open and start the stream."""
+        global _open_streams
         sd = _sd()
         self._finished.clear()
-        try:
-            self._stream = sd.InputStream(
-                device=self.device.index,
-                samplerate=self.rate,
-                channels=self.channels,
-                dtype="float32",
-                blocksize=self._blocksize,
-                callback=self._callback,
-                finished_callback=self._finished.set,
-            )
-            self._stream.start()
-        except Exception as exc:
-            raise CaptureError(f"audio: cannot open '{self.device.name}': {exc}") from exc
+        with _PORTAUDIO:
+            try:
+                stream = sd.InputStream(
+                    device=self.device.index,
+                    samplerate=self.rate,
+                    channels=self.channels,
+                    dtype="float32",
+                    blocksize=self._blocksize,
+                    callback=self._callback,
+                    finished_callback=self._finished.set,
+                )
+            except Exception as exc:
+                raise CaptureError(f"audio: cannot open '{self.device.name}': {exc}") from exc
+            _open_streams += 1
+            self._stream = stream
+            try:
+                stream.start()
+            except Exception as exc:
+                self.stop()  # opened, not started: closed again (and no longer counted)
+                raise CaptureError(f"audio: cannot open '{self.device.name}': {exc}") from exc
         self.last_data_monotonic = time.monotonic()
         log.info(
             "capturing from [%d] %s at %d Hz, %d channel(s)", self.device.index, self.device.name, self.rate,
@@ -222,7 +244,8 @@ class Capture:
             self._ready.clear()
         data = self._ring.read_new()
         if data.size == 0:
-            if self._finished.is_set() or (self._stream is not None and not self._stream.active):
+            stream = self._stream  # once: stop() on another thread may clear it
+            if self._finished.is_set() or (stream is not None and not stream.active):
                 raise CaptureError(f"audio: input stream from '{self.device.name}' stopped")
             if time.monotonic() - self.last_data_monotonic > self.stall_seconds:
                 raise CaptureError(
@@ -236,8 +259,12 @@ class Capture:
 
     def stop(self) -> None:
         """Stop and close the stream (safe to call twice)."""
-        stream, self._stream = self._stream, None
-        if stream is not None:
+        global _open_streams
+        with _PORTAUDIO:
+            stream, self._stream = self._stream, None
+            if stream is None:
+                return
+            _open_streams -= 1
             try:
                 stream.abort(ignore_errors=True)
                 stream.close(ignore_errors=True)
