@@ -91,6 +91,7 @@ class Monitor:
         self.worker: InferenceWorker | None = None
         self._drop_log_lock = threading.Lock()  # windowing threads of different sources report drops
         self._last_drop_log: dict[str, float] = {}
+        self._sink_errors: set[tuple[str, str, str]] = set()  # (part, method, error type) already logged (main)
 
     @property
     def detector(self) -> Detector:
@@ -163,8 +164,7 @@ class Monitor:
                 run.open(self.windows)
             for sink in self.sinks:
                 sink.start()
-            for sink in self.sinks:
-                sink.on_labels(self.registry.applied())
+            self._deliver("on_labels", self.registry.applied())
             self.worker.start()
             for run in self.sources:
                 run.start()
@@ -204,8 +204,7 @@ class Monitor:
             if scored is not None:
                 if not self.live:
                     clock = now = scored.mono_end
-                for sink in self.sinks:
-                    sink.on_window(scored)
+                self._deliver("on_window", scored)
                 run = self._by_name.get(scored.source)
                 if run is not None:
                     self.emit(run.detector.update(scored, now))
@@ -229,27 +228,45 @@ class Monitor:
         # Ending the events of labels removed or disabled publishes their OFF before the sinks drop them.
         for run in self.sources:
             self.emit(run.detector.set_rules(detection_rules(labels, run.config), now))
-        for sink in self.sinks:
-            sink.on_labels(labels)
+        self._deliver("on_labels", labels)
 
     def _pull_inputs(self) -> None:
         """Hand each source's new input state (set on its windowing thread) to the sinks."""
         for run in self.sources:
             state = run.poll_input()
             if state is not None:
-                for sink in self.sinks:
-                    sink.on_input(state)
+                self._deliver("on_input", state)
 
     def emit(self, events: list[Event]) -> None:
         """Annotate, log and hand events to the sinks (main thread)."""
         for event in events:
             for annotate in self.annotators:
-                event = annotate(event)
+                try:
+                    event = annotate(event)
+                except Exception as exc:  # noqa: BLE001 - the event goes out without that annotation
+                    self._sink_failed(annotate, "annotate", exc)
             where = f" on {event.source}" if event.source else ""
             log.info("%s %s%s (score %.3f, peak %.3f)", event.type, event.label, where, event.score,
                      event.peak_score)
-            for sink in self.sinks:
-                sink.on_event(event)
+            self._deliver("on_event", event)
+
+    def _deliver(self, method: str, arg: object) -> None:
+        """Call ``method`` of every sink with ``arg``; a sink that raises loses this one call, never the run (a
+        failing clip folder or a plot bug must not stop every source's detection)."""
+        for sink in self.sinks:
+            try:
+                getattr(sink, method)(arg)
+            except Exception as exc:  # noqa: BLE001 - see above; logged once per sink, method and error type
+                self._sink_failed(sink, method, exc)
+
+    def _sink_failed(self, part: object, method: str, exc: Exception) -> None:
+        key = (type(part).__name__, method, type(exc).__name__)
+        if key not in self._sink_errors:
+            self._sink_errors.add(key)
+            log.error("%s.%s failed: %s (the monitor goes on; further such failures are logged at DEBUG)",
+                      key[0], method, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+        else:
+            log.debug("%s.%s failed again: %s", key[0], method, exc)
 
     def _shutdown(self) -> None:
         for run in self.sources:  # all asked first, so their threads wind down together

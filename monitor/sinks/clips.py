@@ -160,7 +160,7 @@ class ClipRecorder(Sink):
         base = f"{stamp}_{event.source}_{event.label_id}" if event.source else f"{stamp}_{event.label_id}"
         name = f"{base}.{self.format}"
         n = 1
-        while (self.folder / name).exists() or any(c.name == name for c in self._open):
+        while _exists(self.folder / name) or any(c.name == name for c in self._open):
             n += 1
             name = f"{base}-{n}.{self.format}"
         return name
@@ -169,7 +169,8 @@ class ClipRecorder(Sink):
         try:
             self._writes.put_nowait(clip)
         except queue.Full:
-            self.failed += 1
+            with self._lock:  # several windowing threads and the writer count here
+                self.failed += 1
             log.warning("clips: writer is behind; %s not written", clip.name)
 
     def close(self, timeout: float = 5.0) -> None:
@@ -204,7 +205,8 @@ class ClipRecorder(Sink):
             self._enforce_bound()
 
     def _write_failed(self, clip: Clip, exc: BaseException) -> None:
-        self.failed += 1
+        with self._lock:
+            self.failed += 1
         self._naming = False
         why = cause(exc)
         if why in self._causes_logged:
@@ -233,3 +235,12 @@ class ClipRecorder(Sink):
             if why not in self._causes_logged:
                 self._causes_logged.add(why)
                 log.error("clips: cannot list %s to keep it under its size bound: %s", self.folder, why)
+
+
+def _exists(path: Path) -> bool:
+    """Whether ``path`` exists; False when the folder cannot even be asked (a dropped network share raises EIO or
+    ESTALE): the write then fails and is reported as every write failure is, and the monitor keeps listening."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
