@@ -166,8 +166,9 @@ class SourceRun:
             dropped=queue.dropped_by(self.name),
             queue_depth=queue.depth(self.name),
             level_dbfs=stage.last_dbfs,
-            overruns=int(getattr(source, "overruns", 0)),
-            lost_samples=int(getattr(source, "lost_samples", 0)),
+            # a microphone's ring overruns, or a stream's buffer drops: audio lost to a slow consumer either way
+            overruns=int(getattr(source, "overruns", getattr(source, "drops", 0))),
+            lost_samples=int(getattr(source, "lost_samples", getattr(source, "dropped_samples", 0))),
             windows_invalid=stage.windows_invalid,
             samples_clipped=stage.samples_clipped,
         )

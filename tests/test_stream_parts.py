@@ -9,8 +9,9 @@ import sys
 import numpy as np
 import pytest
 
+from monitor.sources.backoff import backoff_delay
 from monitor.sources.ffmpeg import FfmpegProcess, StreamError, condense, redact, with_credentials
-from monitor.sources.stream import StreamSource, backoff_delay
+from monitor.sources.stream import StreamSource
 from monitor.sources.streambuffer import SampleBuffer
 
 PASSWORD = "p@ss:w/rd#1"  # characters that must be percent-encoded in a URL

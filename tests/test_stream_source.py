@@ -364,7 +364,7 @@ def test_an_ffmpeg_that_ignores_sigterm_is_killed_and_reaped(sources, http, tmp_
     assert not psutil.pid_exists(pid) or psutil.Process(pid).ppid() != os.getpid()
 
 
-def test_a_consumer_that_falls_behind_loses_the_oldest_audio_not_the_stream(sources, http) -> None:
+def test_a_consumer_that_falls_behind_loses_the_oldest_audio_not_the_stream(sources, http, caplog) -> None:
     source = sources(http.url("/file.wav"), buffer_seconds=0.5, reconnect=False)
     wait_for(lambda: source.last_error == "the stream ended", message=lambda: f"{source.samples_received}")
     assert source.samples_received == 5 * RATE
@@ -372,3 +372,6 @@ def test_a_consumer_that_falls_behind_loses_the_oldest_audio_not_the_stream(sour
     assert block is not None and block.size == RATE // 2  # the newest half second
     assert source.dropped_samples == 5 * RATE - RATE // 2 and source.drops >= 1
     np.testing.assert_allclose(block, tone(5, RATE)[-RATE // 2 :], atol=1.5 / 32768)
+    said = [r.getMessage() for r in caplog.records if "fell behind" in r.getMessage()]
+    assert said == [f"stream {source.name}: fell behind, the oldest audio dropped {source.drops} time(s) so far "
+                    "(4.5 s)"]

@@ -239,7 +239,7 @@ class FfmpegProcess:
             rest, self._overlong = b"", True
         self._partial = rest
         for raw in lines:
-            if raw.strip():  # redacted whole, then shortened (the same reason)
+            if raw.strip() and len(raw) <= STDERR_LINE_BYTES:  # redacted whole, then shortened (the same reason)
                 line = redact(raw.decode("utf-8", "replace"), self.secrets)
                 self.stderr_tail.append(line[:STDERR_LINE_CHARS])
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from monitor.records import InputState, utc_now_iso
 from monitor.redaction import query_secrets
+from monitor.sources.backoff import backoff_delay
 from monitor.sources.ffmpeg import (
     FfmpegProcess,
     StreamError,
@@ -37,20 +38,14 @@ from monitor.sources.streambuffer import SampleBuffer
 
 log = logging.getLogger(__name__)
 
-__all__ = ["StreamError", "StreamSource", "backoff_delay"]
+__all__ = ["StreamError", "StreamSource"]
 
 State = Literal["connecting", "up", "down"]
 
 BATCH_SECONDS = 0.1  # ffmpeg writes every packet (~20 ms); a pipe (64 KiB) holds 0.68 s of 48 kHz s16 mono
 READ_BYTES = 65536
+DROP_LOG_SECONDS = 10.0  # at most one "fell behind" warning this often
 STOP_MARGIN_SECONDS = 10.0  # stop() waits this long past the kill grace for the reader thread to end
-
-
-def backoff_delay(failures: int, first: float, maximum: float, jitter: float, rand: float) -> float:
-    """Seconds to wait after ``failures`` (>= 1) failures in a row: ``first`` doubling up to ``maximum``, less up
-    to ``jitter`` of it (``rand`` in [0, 1)), so that streams that fail together do not retry together."""
-    base = min(maximum, first * 2.0 ** min(failures - 1, 60))
-    return base * (1.0 - jitter * rand)
 
 
 class StreamSource:
@@ -59,12 +54,12 @@ class StreamSource:
 
     Other threads may read ``input_state`` (an :class:`~monitor.records.InputState` snapshot, up or down, as
     ReopeningSource has it for ``/healthz`` and MQTT), ``state`` (``connecting`` until the first audio, ``up``,
-    ``down`` between attempts),
-    ``last_error`` (one line, credentials redacted), ``reopens`` (times the stream came back after a failure),
-    ``failures`` (attempts that failed in a row), ``media`` (``audio``: only the audio track is requested;
-    ``full``: the whole stream is read and its video dropped undecoded), ``pid`` (the running ffmpeg, or None),
-    ``processes_started``, ``bytes_received``, ``samples_received``, ``dropped_samples`` and ``drops`` (audio
-    the consumer did not take in time, dropped oldest first), and ``last_data`` (monotonic time of the last audio).
+    ``down`` between attempts), ``last_error`` (one line, credentials redacted), ``reopens`` (times the stream
+    came back after a failure), ``failures`` (attempts that failed in a row), ``media`` (``audio``: only the
+    audio track is requested; ``full``: the whole stream is read and its video dropped undecoded), ``pid`` (the
+    running ffmpeg, or None), ``processes_started``, ``bytes_received``, ``samples_received``,
+    ``dropped_samples`` and ``drops`` (audio the consumer did not take in time, dropped oldest first), and
+    ``last_data`` (monotonic time of the last audio).
 
     Credentials: ``username`` and a password from ``password``, ``password_file`` or ``password_env`` replace
     any user info in the URL. They go into ffmpeg's command line only (ffmpeg takes no URL from elsewhere) and
@@ -139,6 +134,7 @@ class StreamSource:
         self._reported: State | None = None  # the state last logged: one line per change, not per retry
         self._logged_error: str | None = None
         self._buffer = SampleBuffer(max(1, round(buffer_seconds * rate)))
+        self._drops_logged = (0, -DROP_LOG_SECONDS)  # (drops, when) last logged, by read()'s thread
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"stream {self.name}", daemon=True)
         self._thread.start()
@@ -162,6 +158,11 @@ class StreamSource:
         """
         while True:
             block = self._buffer.take(timeout)
+            drops, now = self._buffer.drops, time.monotonic()
+            if drops > self._drops_logged[0] and now - self._drops_logged[1] >= DROP_LOG_SECONDS:
+                log.warning("stream %s: fell behind, the oldest audio dropped %d time(s) so far (%.1f s)", self.name,
+                            drops, self._buffer.dropped_samples / self.rate)
+                self._drops_logged = (drops, now)
             if block is None or block.size or not self.wait_while_down or self.state == "up":
                 return block
 
