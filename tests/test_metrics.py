@@ -78,7 +78,9 @@ def test_replay_realtime_serves_metrics_and_leaves_discovery_and_states(tiny_mod
             code, text = http_get(f"{base}/metrics")
             scored = value(text, "sound_monitor_windows_scored_total") if code == 200 else None
             started = value(text, "sound_monitor_events_total", label="dog barking", type="start") if scored else None
-            return text if scored and scored >= 3 and started else None
+            # Counted by the inference thread as scored, and by the main thread as handed to the sinks: wait for both.
+            seen = value(text, "sound_monitor_inference_seconds_count") if code == 200 else None
+            return text if scored and scored >= 3 and started and seen and seen >= 3 else None
 
         text = wait_for(scraped, timeout=60, message="metrics do not show scored windows and the event")
         assert all(name.startswith("sound_monitor_") for name, _ in samples(text))
