@@ -217,10 +217,12 @@ def test_each_retry_to_reopen_the_microphone_logs_one_short_line(tiny_model: Pat
         before = len(mon.log)
         pulse.unplug()
         try:
-            wait_for(lambda: mon.stderr().count("retrying in") >= 3, timeout=60, message=lambda: mon.stderr()[-3000:])
+            # Generous: on a loaded box each PortAudio open (through the starved PulseAudio daemon) can take long.
+            wait_for(lambda: mon.stderr().count("retrying in") >= 3, timeout=180, message=lambda: "\n".join(
+                ln for ln in mon.stderr().splitlines() if "Expression" not in ln)[-3000:])
         finally:
             pulse.replug()
-        wait_for(lambda: "audio input is back" in mon.stderr(), timeout=60, message=lambda: mon.stderr()[-3000:])
+        wait_for(lambda: "audio input is back" in mon.stderr(), timeout=180, message=lambda: mon.stderr()[-3000:])
         mon.proc.terminate()
         assert mon.wait(timeout=60) == 0
     lines = mon.log[before:]
