@@ -17,7 +17,6 @@ folder; likewise its negatives. Every list is bounded by ``examples.max_files``.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ from pathlib import Path
 import soundfile as sf
 
 from monitor.config import Config
+from monitor.inference.embedcache import file_digest
 from monitor.labels import LabelError
 from monitor.sources.audiofile import AUDIO_EXTENSIONS, AudioFileError, find_audio_files, read_audio
 
@@ -163,14 +163,6 @@ def last_clip(folder: Path, label_id: str) -> str | None:
     return best[1] if best else None
 
 
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def count_audio(folder: Path) -> int:
     """Audio files in ``folder`` (not recursive); 0 if it does not exist."""
     try:
@@ -187,14 +179,14 @@ def copy_in(src: Path, dest_dir: Path) -> tuple[Path, bool]:
     """
     try:
         dest_dir.mkdir(parents=True, exist_ok=True)
-        digest = _digest(src)
+        digest = file_digest(src)
         stem, suffix = src.stem, src.suffix
         n = 1
         while True:
             dest = dest_dir / (src.name if n == 1 else f"{stem}-{n}{suffix}")
             if not dest.exists():
                 break
-            if dest.is_file() and _digest(dest) == digest:
+            if dest.is_file() and file_digest(dest) == digest:
                 return dest, False
             n += 1
         tmp = dest.with_name(f".{dest.name}.part")

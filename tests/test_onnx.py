@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.audio import synthetic_clips
 from support.onnxmodels import xenova_like
 from transformers import pipeline
 
@@ -29,17 +30,6 @@ TEMPLATE = "This is a sound of {}."
 
 def prompts(names: list[str]) -> list[LabelPrompts]:
     return [LabelPrompts(n, (TEMPLATE.format(n),)) for n in names]
-
-
-def clips() -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(3)
-    t = np.arange(240_000) / 48_000
-    return {
-        "tone": (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32),
-        "noise": (0.1 * rng.standard_normal(240_000)).astype(np.float32),
-        "chirp": (0.5 * np.sin(2 * np.pi * (200 + 2000 * t) * t)).astype(np.float32),
-        "silence": np.zeros(240_000, np.float32),
-    }
 
 
 def onnx_config(cache: Path | None, **kw: object) -> InferenceConfig:
@@ -62,9 +52,9 @@ def scorer(tiny_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> OnnxSco
     return s
 
 
-@pytest.mark.parametrize("name", list(clips()))
+@pytest.mark.parametrize("name", list(synthetic_clips()))
 def test_scores_equal_pipeline(scorer: OnnxScorer, pipe, name: str) -> None:
-    audio = clips()[name]
+    audio = synthetic_clips()[name]
     ref = reference(pipe, audio, LABELS)
     got = dict(zip(scorer.labels, scorer.score(audio[None])[0], strict=True))
     for lbl in LABELS:
@@ -73,7 +63,7 @@ def test_scores_equal_pipeline(scorer: OnnxScorer, pipe, name: str) -> None:
 
 
 def test_batch_equals_single(scorer: OnnxScorer) -> None:
-    batch = np.stack(list(clips().values()))
+    batch = np.stack(list(synthetic_clips().values()))
     together = scorer.score(batch)
     apart = np.concatenate([scorer.score(c[None]) for c in batch])
     np.testing.assert_allclose(together, apart, atol=1e-5)
@@ -86,7 +76,7 @@ def test_restart_with_unchanged_labels_runs_no_text_model(tiny_onnx: Path, tmp_p
     assert first.text_model_runs == 1 and list(cache.glob("text-embeddings-*.npz"))
     again = load_scorer(folder, onnx_config(cache), prompts(LABELS))
     assert again.text_model_runs == 0
-    audio = clips()["chirp"][None]
+    audio = synthetic_clips()["chirp"][None]
     np.testing.assert_array_equal(again.score(audio), first.score(audio))
     # one new label: only its prompt is encoded; a re-exported (touched) text model invalidates the cache
     assert load_scorer(folder, onnx_config(cache), prompts([*LABELS, "a kettle"])).text_model_runs == 1
@@ -106,7 +96,7 @@ def test_runtime_label_matches_pipeline_and_cached_labels_survive_a_missing_text
     assert s.text_model_runs == 2  # the start, then the one new prompt
     # (Not the white noise: there ONNX Runtime's and torch's kernels differ by 1e-6 relative in the pooled audio
     # features, which the tiny model's centred projection amplifies tenfold: 1.5e-5 on this label set.)
-    audio = clips()["chirp"]
+    audio = synthetic_clips()["chirp"]
     ref = reference(pipe, audio, labels)
     got = dict(zip(s.labels, s.score(audio[None])[0], strict=True))
     assert all(abs(got[lbl] - ref[lbl]) < 1e-5 for lbl in labels), (got, ref)
@@ -130,7 +120,7 @@ def test_several_prompts_average_embeddings(scorer: OnnxScorer, tiny_onnx: Path)
 
 def test_int8_uses_the_quantized_audio_model(tiny_onnx: Path, scorer: OnnxScorer) -> None:
     s8 = load_scorer(str(tiny_onnx), onnx_config(None, precision="int8"), prompts(LABELS))
-    windows = np.stack(list(clips().values())[:3])
+    windows = np.stack(list(synthetic_clips().values())[:3])
     fp32, int8 = scorer.audio_embeddings(windows), s8.audio_embeddings(windows)
     cos = (fp32 * int8).sum(1)
     assert cos.min() > 0.9 and np.abs(fp32 - int8).max() > 1e-4  # close, and not the same model
@@ -147,7 +137,7 @@ def test_xenova_layout_derives_the_logit_scale_once(tiny_model: Path, tmp_path: 
     s = load_scorer(str(folder), onnx_config(tmp_path / "cache"), prompts(LABELS))
     assert s.logit_scale == pytest.approx(30.0, rel=1e-5)
     assert s.cache.meta["logit_scale"]["file"] == f"onnx/{variant.split()[0]}"
-    audio = clips()["tone"]
+    audio = synthetic_clips()["tone"]
     ref = reference(pipe30, audio, LABELS)
     got = dict(zip(s.labels, s.score(audio[None])[0], strict=True))
     assert all(abs(got[lbl] - ref[lbl]) < 1e-5 for lbl in LABELS)

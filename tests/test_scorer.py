@@ -7,22 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from support.audio import synthetic_clips
 from transformers import pipeline
 
 from monitor.inference.scorer import ClapScorer, LabelPrompts, ModelLoadError, TextEncoder
 
 LABELS = ["glass breaking", "dog barking", "silence", "speech", "music"]
-
-
-def clips() -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(3)
-    t = np.arange(240_000) / 48_000
-    return {
-        "tone": (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32),
-        "noise": (0.1 * rng.standard_normal(240_000)).astype(np.float32),
-        "chirp": (0.5 * np.sin(2 * np.pi * (200 + 2000 * t) * t)).astype(np.float32),
-        "silence": np.zeros(240_000, np.float32),
-    }
 
 
 def checkpoint_resident_kb() -> int:
@@ -53,9 +43,9 @@ def pipe(tiny_model: Path):
     return pipeline("zero-shot-audio-classification", model=str(tiny_model))
 
 
-@pytest.mark.parametrize("name", list(clips()))
+@pytest.mark.parametrize("name", list(synthetic_clips()))
 def test_scores_equal_pipeline(scorer: ClapScorer, pipe, name: str) -> None:
-    audio = clips()[name]
+    audio = synthetic_clips()[name]
     ref = reference(pipe, audio, LABELS)
     got = dict(zip(scorer.labels, scorer.score(audio[None])[0], strict=True))
     for lbl in LABELS:
@@ -65,7 +55,7 @@ def test_scores_equal_pipeline(scorer: ClapScorer, pipe, name: str) -> None:
 
 
 def test_batch_equals_single(scorer: ClapScorer) -> None:
-    batch = np.stack(list(clips().values()))
+    batch = np.stack(list(synthetic_clips().values()))
     together = scorer.score(batch)
     apart = np.concatenate([scorer.score(c[None]) for c in batch])
     np.testing.assert_allclose(together, apart, atol=1e-5)
@@ -74,7 +64,7 @@ def test_batch_equals_single(scorer: ClapScorer) -> None:
 def test_freeing_text_tower_keeps_scores_and_new_labels_match(tiny_model: Path, pipe) -> None:
     s = ClapScorer(str(tiny_model), threads=2)
     s.set_labels([LabelPrompts(lbl, (f"This is a sound of {lbl}.",)) for lbl in LABELS])
-    audio = clips()["chirp"][None]
+    audio = synthetic_clips()["chirp"][None]
     before = s.score(audio)
     s.free_text_tower()
     assert s.model.text_model is None

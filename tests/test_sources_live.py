@@ -7,26 +7,15 @@ Every test waits on what it expects (a line, a message, an answer), never on a c
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from support.audio import tone, write_wav
 from support.broker import Broker, free_port
 from support.config import PREFIX, write_config
+from support.http import http_get
 from support.mqtt import MqttCollector, late_view, retained
 from support.procs import MonitorProcess
 from support.wait import wait_for
-
-
-def http_get(port: int, path: str) -> tuple[int, str] | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as answer:
-            return answer.status, answer.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
-    except OSError:
-        return None
 
 
 def test_two_local_microphones_and_a_missing_one(tiny_model: Path, tmp_path: Path, pulse, broker: Broker) -> None:

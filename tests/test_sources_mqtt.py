@@ -7,8 +7,6 @@ scripted scorer.
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ from support.broker import Broker, free_port
 from support.config import NODE_ID, PREFIX
 from support.fakes import MemoryPublisher
 from support.feeds import feeds_for, loud, quiet, sources_config, windows_of
+from support.http import http_get
 from support.mqtt import MqttCollector, late_view, retained
 from support.runner import RunningMonitor
 from support.scorers import TwoLabelScorer
@@ -25,14 +24,6 @@ from support.wait import wait_for
 from monitor.labels import LabelRegistry
 from monitor.mqtt.homeassistant import Discovery
 from monitor.mqtt.topics import Topics
-
-
-def http_get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as answer:
-            return answer.status, answer.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
 
 
 def metric(text: str, name: str, source: str, label: str | None = None) -> float | None:

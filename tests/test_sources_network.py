@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-import urllib.error
-import urllib.request
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ import pytest
 from support.audio import tone, write_wav
 from support.broker import Broker, free_port
 from support.config import PREFIX, write_config
+from support.http import http_get
 from support.httpstream import HttpAudioServer
 from support.mqtt import MqttCollector
 from support.procs import MonitorProcess
@@ -65,16 +64,6 @@ class FfmpegWatch:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(5)
-
-
-def http_get(port: int, path: str) -> tuple[int, str] | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as answer:
-            return answer.status, answer.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
-    except OSError:
-        return None
 
 
 def starts(lines: list[dict[str, Any]], source: str) -> list[float]:

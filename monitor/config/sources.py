@@ -169,7 +169,7 @@ class SourceConfig(Strict):
     @property
     def source_id(self) -> str:
         """The name as an id for Home Assistant (``front-door`` → ``front_door``)."""
-        return self.name.replace("-", "_")
+        return source_id(self.name)
 
     def describe(self) -> str:
         """One line naming what it listens to, safe to print (a URL's password redacted)."""
@@ -183,6 +183,11 @@ def _has_password(url: str) -> bool:
         return urlsplit(url).password is not None
     except ValueError:
         return False
+
+
+def source_id(name: str) -> str:
+    """A source name as an id for Home Assistant (``front-door`` → ``front_door``): two names with one id clash."""
+    return name.replace("-", "_")
 
 
 def cross_source_problems(raw: Any, known: set[str]) -> list[Problem]:
@@ -199,7 +204,7 @@ def cross_source_problems(raw: Any, known: set[str]) -> list[Problem]:
             continue
         name = entry.get("name")
         if isinstance(name, str):
-            sid = name.replace("-", "_")
+            sid = source_id(name)
             if sid in names:
                 other = names[sid]
                 why = f"'{name}' is used twice" if other == name else f"'{name}' and '{other}' have the same id '{sid}'"
