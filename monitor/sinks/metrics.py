@@ -63,8 +63,10 @@ class _MonitorCollector(Collector):
                       st.windows_invalid)
         yield counter("samples_clipped", "Samples beyond full scale clipped to ±1.", st.samples_clipped)
         yield counter("inference_errors", "Inference calls that failed.", st.inference_errors)
-        yield counter("capture_overruns", "Times the capture ring buffer overflowed (audio lost).", st.capture_overruns)
-        yield counter("capture_lost_samples", "Samples lost to capture ring buffer overflows.", st.capture_lost_samples)
+        yield counter("capture_overruns", "Times audio was lost to a slow consumer (capture ring or stream buffer).",
+                      st.capture_overruns)
+        yield counter("capture_lost_samples", "Samples lost to a slow consumer (capture ring or stream buffer).",
+                      st.capture_lost_samples)
         yield gauge("queue_depth", "Windows waiting for inference.", st.queue_depth)
         yield gauge("mqtt_connected", "1 while connected to the MQTT broker.",
                     1.0 if publisher is not None and publisher.connected else 0.0)
